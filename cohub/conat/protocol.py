@@ -1,0 +1,54 @@
+"""Names and numbers of the Conat wire protocol, shared by the router and the client."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Final
+
+# socket.io events, client -> server
+SUBSCRIBE: Final = "subscribe"
+UNSUBSCRIBE: Final = "unsubscribe"
+SUBSCRIPTIONS: Final = "subscriptions"
+PUBLISH: Final = "publish"
+WAIT_FOR_INTEREST: Final = "wait-for-interest"
+STATS: Final = "stats"
+# server -> client
+INFO: Final = "info"
+PERMISSION: Final = "permission"
+
+CLIENT_EVENTS: Final = frozenset(
+    {SUBSCRIBE, UNSUBSCRIBE, SUBSCRIPTIONS, PUBLISH, WAIT_FOR_INTEREST, STATS}
+)
+
+
+class Encoding(IntEnum):
+    MSGPACK = 0
+    JSON = 1
+
+
+# Sizes (conat.md section 5).
+MAX_PAYLOAD: Final = 8_000_000
+MAX_HTTP_BUFFER_SIZE: Final = 8_000_000
+CHUNK_SIZE: Final = max(1000, MAX_PAYLOAD - 100_000)
+MAX_HEADERS_BYTES: Final = 64 * 1024
+PARTIAL_MESSAGE_TTL_S: Final = 120.0
+
+# Headers.
+REPLY_HEADER: Final = "CN-Reply"
+ERROR_HEADER: Final = "error"
+ERROR_CODE_HEADER: Final = "code"
+
+# Timeouts (seconds).
+DEFAULT_REQUEST_TIMEOUT: Final = 30.0
+DEFAULT_WAIT_FOR_INTEREST: Final = 30.0
+MAX_WAIT_FOR_INTEREST: Final = 90.0
+PUBLISH_ACK_TIMEOUT: Final = 30.0
+
+# Queue group used by services (load-balanced).
+SERVICE_QUEUE: Final = "0"
+
+# Limits (conat.md section 3).
+MAX_CONNECTIONS_PER_USER: Final = 100
+MAX_CONNECTIONS_PER_SERVER: Final = 10_000
+MAX_SUBSCRIPTIONS_PER_SOCKET: Final = 500
+MAX_SUBSCRIPTIONS_PER_HUB: Final = 15_000

@@ -1,0 +1,39 @@
+"""The hub-conat-router role: the socket.io router at ``<base-path>conat``."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..db import projects
+from ..roles import Role, RoleContext
+from .auth import CookieAuthenticator
+from .permissions import Permissions
+from .router import Router
+
+
+def build_router(ctx: RoleContext) -> Router:
+    async def is_collaborator(project_id: str, account_id: str) -> bool:
+        return await projects.is_collaborator(ctx.db, project_id, account_id)
+
+    authenticate = CookieAuthenticator(
+        ctx.db, hub_password=ctx.hub_password, base_path=ctx.settings.prefix
+    )
+    return Router(authenticate, Permissions(is_collaborator))
+
+
+def role(ctx: RoleContext) -> Role:
+    router = build_router(ctx)
+    path = ctx.settings.conat_path
+    sio_app = router.asgi_app(path)
+
+    def wrap(inner: ASGIApp) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            p = scope.get("path", "")
+            if scope["type"] in ("http", "websocket") and (p == path or p.startswith(path + "/")):
+                await sio_app(scope, receive, send)
+            else:
+                await inner(scope, receive, send)
+
+        return app
+
+    return Role("hub-conat-router", wrap=wrap, stop=router.close)

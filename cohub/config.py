@@ -1,0 +1,148 @@
+"""One typed settings object shared by every role.
+
+Each option is declared once, here, with its type, default and help text. Values come from
+(lowest to highest precedence) the defaults, an optional TOML file (``--config`` or
+``COHUB_CONFIG``), ``COHUB_<NAME>`` environment variables, then command-line flags.
+A role running in its own process gets its settings the same way, never by importing
+another role.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES: tuple[str, ...] = (
+    "hub-conat-api",
+    "hub-conat-persist",
+    "hub-conat-router",
+    "hub-proxy",
+    "hub-next",
+    "hub-maintenance-expired",
+    "hub-maintenance-syncstrings",
+    "hub-mentions",
+    "hub-delete-projects",
+    "hub-stats",
+)
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every cohub option. Field names map to ``--flag-name`` and ``COHUB_FLAG_NAME``."""
+
+    host: str = _opt("127.0.0.1", "Address the HTTP server listens on.")
+    port: int = _opt(5000, "Port the HTTP server listens on.")
+    data_dir: Path = _opt(Path("data"), "Directory for the SQLite database, secrets and streams.")
+    db_url: str = _opt(
+        "",
+        "Database URL. Empty means a SQLite file in the data dir; "
+        "use postgresql://user@host:port/db for PostgreSQL.",
+    )
+    base_path: str = _opt("/", "URL prefix every route is served under, e.g. /hub/.")
+    conat_url: str = _opt(
+        "",
+        "URL of the Conat router that roles connect to as clients. "
+        "Empty means this process's own router (http://host:port).",
+    )
+    conat_password_file: Path | None = _opt(
+        None,
+        "File holding the hub's Conat secret. Empty means <data-dir>/secrets/conat-password, "
+        "created on first start.",
+    )
+    stats_interval_s: float = _opt(300.0, "Seconds between statistics snapshots (hub-stats).")
+    log_level: str = _opt("info", "Log level: debug, info, warning or error.")
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.data_dir / 'cohub.sqlite3').resolve()}"
+
+    @property
+    def prefix(self) -> str:
+        """The base path normalized to start and end with ``/``."""
+        p = "/" + self.base_path.strip("/")
+        return p if p == "/" else p + "/"
+
+    @property
+    def conat_path(self) -> str:
+        return self.prefix + "conat"
+
+    @property
+    def router_url(self) -> str:
+        if self.conat_url:
+            return self.conat_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.conat_password_file or self.data_dir / "secrets" / "conat-password"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _env(name: str) -> str:
+    return "COHUB_" + name.upper()
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
+    if raw is None:
+        return None
+    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if typ.startswith("int"):
+        return int(raw)
+    if typ.startswith("float"):
+        return float(raw)
+    if typ.startswith("Path"):
+        return Path(raw) if raw != "" else None
+    return str(raw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; defaults stay unset so lower layers show through."""
+    for f in dataclasses.fields(Settings):
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            default=None,
+            help=f"{f.metadata['help']} [env {_env(f.name)}; default {f.default!r}]",
+        )
+    parser.add_argument("--config", default=None, help="TOML file with settings [env COHUB_CONFIG]")
+
+
+def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from defaults, config file, environment and parsed flags."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = (getattr(args, "config", None) if args else None) or env.get("COHUB_CONFIG")
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if config_file:
+        with open(config_file, "rb") as fh:
+            data = tomllib.load(fh)
+        for key, raw in data.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                raise SystemExit(f"config file {config_file}: unknown setting {key!r}")
+            values[name] = _convert(fields[name], raw)
+    for name, f in fields.items():
+        if _env(name) in env:
+            values[name] = _convert(f, env[_env(name)])
+        if args is not None and getattr(args, name, None) is not None:
+            values[name] = _convert(f, getattr(args, name))
+    try:
+        return Settings(**values)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"invalid setting: {e}") from e
