@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -51,3 +58,118 @@ def db_url(pg_schema_url: str | None, tmp_path: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(plain, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# ---- a real server ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    data_dir: Path
+    db_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def hub_password(self) -> str:
+        return (self.data_dir / "secrets" / "conat-password").read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data_dir: Path, db_url: str, *extra: str, port: int | None = None) -> Server:
+    """Start ``cohub serve`` in a subprocess and wait until /alive answers."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "cohub",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--db-url",
+        db_url,
+        *extra,
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", port, data_dir, db_url, process, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"cohub serve exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/alive", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"cohub serve did not come up:\n{server.log()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def server(pg_schema_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("server")
+    db = pg_schema_url or f"sqlite:///{data_dir / 'cohub.sqlite3'}"
+    srv = start_server(data_dir, db)
+    yield srv
+    stop_server(srv)
+    if srv.process.returncode not in (0, -15):
+        print(srv.log())
+
+
+@dataclass
+class User:
+    account_id: str
+    email: str
+    password: str
+    cookie: str  # the remember_me value
+
+
+def sign_up(server: Server, email: str | None = None, password: str = "correct horse 1") -> User:
+    email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+    r = httpx.post(
+        server.url + "/api/v2/auth/sign-up",
+        json={
+            "email": email,
+            "password": password,
+            "firstName": "Test",
+            "lastName": "User",
+            "terms": True,
+        },
+    )
+    assert r.status_code == 200, r.text
+    return User(r.json()["account_id"], email, password, r.cookies["remember_me"])
+
+
+@pytest.fixture
+def user(server: Server) -> User:
+    return sign_up(server)
+
+
+@pytest.fixture
+def other_user(server: Server) -> User:
+    return sign_up(server)

@@ -139,6 +139,8 @@ class Client:
             randomization_factor=0.5,
             logger=False,
             engineio_logger=False,
+            # aiohttp refuses frames over 4 MB by default; a chunk may be max_payload
+            websocket_extra_options={"max_msg_size": 2 * P.MAX_HTTP_BUFFER_SIZE},
         )
         self.info: dict[str, Any] | None = None
         self._signed_in = asyncio.Event()

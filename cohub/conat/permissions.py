@@ -82,5 +82,10 @@ class Permissions:
             self._cache.popitem(last=False)
         return decision
 
-    def forget(self) -> None:
-        self._cache.clear()
+    def forget(self, project_id: str | None = None) -> None:
+        """Drop cached decisions (for one project, or all) after a collaborator change."""
+        if project_id is None:
+            self._cache.clear()
+            return
+        for key in [k for k in self._cache if k[2] == project_id]:
+            del self._cache[key]

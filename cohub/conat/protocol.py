@@ -44,6 +44,9 @@ DEFAULT_WAIT_FOR_INTEREST: Final = 30.0
 MAX_WAIT_FOR_INTEREST: Final = 90.0
 PUBLISH_ACK_TIMEOUT: Final = 30.0
 
+# Hubs publish here after a collaborator change; routers drop cached decisions at once.
+PERMISSIONS_CHANGED: Final = "sys.conat.permissions.changed"
+
 # Queue group used by services (load-balanced).
 SERVICE_QUEUE: Final = "0"
 

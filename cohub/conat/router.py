@@ -23,7 +23,7 @@ import socketio
 
 from ..cookies import parse_cookie_header
 from . import protocol as P
-from .codec import check_encoding, check_headers
+from .codec import check_encoding, check_headers, decode
 from .errors import BadRequest, ConatError, PermissionDenied, TooMany, Unauthorized
 from .identity import Identity
 from .permissions import Action, Permissions
@@ -346,9 +346,19 @@ class Router:
         session.recv_messages += 1
         session.recv_bytes += len(chunk)
         data = [msg_id, seq, done, encoding, chunk, headers]
+        if subject == P.PERMISSIONS_CHANGED and session.identity.is_hub:
+            self._forget_permissions(chunk, encoding)
         if targets is not None:
             return {"count": await self._deliver_to_targets(subject, data, targets)}
         return {"count": await self._route(subject, data)}
+
+    def _forget_permissions(self, chunk: bytes, encoding: int) -> None:
+        try:
+            change = decode(chunk, encoding)
+        except ConatError:
+            change = None
+        project_id = change.get("project_id") if isinstance(change, dict) else None
+        self.permissions.forget(project_id if isinstance(project_id, str) else None)
 
     async def _route(self, subject: str, data: list[Any]) -> int:
         count = 0

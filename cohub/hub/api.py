@@ -17,7 +17,7 @@ from ..conat.errors import ConatError
 from ..db.engine import Database
 from ..ids import is_uuid
 from . import projects, system
-from .context import ApiError, ApiFunction, Caller, Context
+from .context import ApiError, ApiFunction, Caller, Context, Notify
 
 log = logging.getLogger("cohub.hub.api")
 
@@ -48,7 +48,7 @@ def lookup(name: object) -> ApiFunction:
     return found
 
 
-async def handle(db: Database, msg: Message) -> Any:
+async def handle(db: Database, msg: Message, notify: Notify | None = None) -> Any:
     """Answer one request; every failure becomes ``{error}``."""
     try:
         caller = caller_from_subject(msg.subject)
@@ -61,8 +61,8 @@ async def handle(db: Database, msg: Message) -> Any:
         if not isinstance(args, list):
             raise ApiError("'args' must be a list")
         fn = lookup(request.get("name"))
-        result = await fn(Context(db, caller), *args)
-        return result
+        ctx = Context(db, caller) if notify is None else Context(db, caller, notify)
+        return await fn(ctx, *args)
     except (ApiError, ConatError) as e:
         return {"error": str(e)}
     except asyncio.CancelledError:
@@ -75,7 +75,10 @@ async def handle(db: Database, msg: Message) -> Any:
 async def serve(client: Client, db: Database) -> asyncio.Task[None]:
     """Subscribe to the hub API subject and answer requests until cancelled."""
 
+    async def notify(subject: str, data: Any) -> None:
+        await client.publish_sync(subject, data)
+
     async def handler(msg: Message) -> Any:
-        return await handle(db, msg)
+        return await handle(db, msg, notify)
 
     return await client.service(SUBJECT, handler)

@@ -24,10 +24,19 @@ class Caller:
         return self.id
 
 
+Notify = Callable[[str, Any], Awaitable[None]]
+"""Publish a fact on a subject (fire and forget)."""
+
+
+async def _no_notify(subject: str, data: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     db: Database
     caller: Caller
+    notify: Notify = _no_notify
 
 
 ApiFunction = Callable[..., Awaitable[Any]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..conat.protocol import PERMISSIONS_CHANGED
 from ..db import projects as db_projects
 from ..db.errors import DBError
 from .context import ApiError, ApiFunction, Context, options, string_option
@@ -42,6 +43,7 @@ async def add_collaborator(ctx: Context, *args: Any) -> None:
         await db_projects.add_collaborator(ctx.db, project_id, account_id)
     except DBError as e:
         raise ApiError(str(e)) from e
+    await ctx.notify(PERMISSIONS_CHANGED, {"project_id": project_id})
 
 
 async def remove_collaborator(ctx: Context, *args: Any) -> None:
@@ -57,6 +59,7 @@ async def remove_collaborator(ctx: Context, *args: Any) -> None:
         await db_projects.remove_collaborator(ctx.db, project_id, account_id)
     except DBError as e:
         raise ApiError(str(e)) from e
+    await ctx.notify(PERMISSIONS_CHANGED, {"project_id": project_id})
 
 
 FUNCTIONS: dict[str, ApiFunction] = {
