@@ -99,13 +99,19 @@ def _env(name: str) -> str:
 
 
 def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
+    """Coerce a raw value to the field's type; SystemExit naming the option when it can't."""
     if raw is None:
         return None
     typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if typ.startswith("int"):
-        return int(raw)
-    if typ.startswith("float"):
-        return float(raw)
+    try:
+        if typ.startswith("int"):
+            return int(raw)
+        if typ.startswith("float"):
+            return float(raw)
+    except (TypeError, ValueError):
+        raise SystemExit(
+            f"invalid value {raw!r} for {_flag(f.name)} ({_env(f.name)}): expected {typ}"
+        ) from None
     if typ.startswith("Path"):
         return Path(raw) if raw != "" else None
     return str(raw)

@@ -107,17 +107,19 @@ def start_server(data_dir: Path, db_url: str, *extra: str, port: int | None = No
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", port, data_dir, db_url, process, log_path)
+    base = extra[extra.index("--base-path") + 1].strip("/") + "/" if "--base-path" in extra else ""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"cohub serve exited with {process.returncode}:\n{server.log()}")
         try:
-            if httpx.get(server.url + "/alive", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}/{base}alive", timeout=1).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     process.kill()
+    process.wait(5)
     raise RuntimeError(f"cohub serve did not come up:\n{server.log()}")
 
 

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 import socketio
 
 from . import protocol as P
-from .codec import Assembler, Headers, Message, encode, new_message_id, split
+from .codec import Assembler, Headers, Message, check_encoding, encode, new_message_id, split
 from .errors import (
     BadRequest,
     ConatError,
@@ -369,6 +369,7 @@ class Client:
         except InvalidSubject as e:
             raise BadRequest(f"invalid subject: {e}") from None
         self._check_denied("pub", subject)
+        encoding = check_encoding(encoding)
         payload = encode(data, encoding) if raw is None else raw
         max_payload = int((self.info or {}).get("max_payload") or P.MAX_PAYLOAD)
         chunk_size = max(1000, max_payload - 100_000)

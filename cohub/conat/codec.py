@@ -25,6 +25,7 @@ Headers = dict[str, Any]
 
 def encode(data: Any, encoding: int = Encoding.MSGPACK) -> bytes:
     """Serialize a payload; raises BadRequest for an unknown encoding or unserializable data."""
+    check_encoding(encoding)
     try:
         if encoding == Encoding.MSGPACK:
             return msgpack.packb(data, use_bin_type=True, datetime=True)
@@ -37,6 +38,7 @@ def encode(data: Any, encoding: int = Encoding.MSGPACK) -> bytes:
 
 def decode(raw: bytes, encoding: int) -> Any:
     """Deserialize a payload; raises BadRequest on garbage or an unknown encoding."""
+    check_encoding(encoding)
     try:
         if encoding == Encoding.MSGPACK:
             return msgpack.unpackb(raw, raw=False, strict_map_key=False, timestamp=3)
@@ -48,9 +50,14 @@ def decode(raw: bytes, encoding: int) -> Any:
 
 
 def check_encoding(encoding: object) -> int:
-    if type(encoding) is not int or encoding not in (Encoding.MSGPACK, Encoding.JSON):
+    """The encoding as a plain int; BadRequest unless it is 0 or 1 (bools and floats too)."""
+    if (
+        not isinstance(encoding, int)
+        or isinstance(encoding, bool)
+        or encoding not in (Encoding.MSGPACK, Encoding.JSON)
+    ):
         raise BadRequest(f"unknown encoding {encoding!r}: use 0 (MessagePack) or 1 (JSON)")
-    return encoding
+    return int(encoding)
 
 
 def check_headers(headers: object) -> Headers | None:
@@ -133,7 +140,7 @@ class Assembler:
         done: bool,
         encoding: int,
         chunk: bytes,
-        headers: Headers | None,
+        headers: Headers | None = None,
         now: float | None = None,
     ) -> Message | None:
         """Add one chunk; returns the whole message once its last chunk arrives."""

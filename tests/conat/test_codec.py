@@ -1,0 +1,96 @@
+"""The message envelope: encodings, headers, chunking and reassembly."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from cohub.conat.codec import Assembler, check_encoding, check_headers, decode, encode, split
+from cohub.conat.errors import BadRequest
+
+
+@pytest.mark.parametrize("encoding", [0, 1])
+@pytest.mark.parametrize(
+    "value", [None, 1, "text", [1, "a"], {"k": [1, 2]}, {"nested": {"x": None}}]
+)
+def test_roundtrip(encoding: int, value: object) -> None:
+    assert decode(encode(value, encoding), encoding) == value
+
+
+def test_msgpack_keeps_bytes_and_json_refuses_them() -> None:
+    assert decode(encode(b"\x00\xff", 0), 0) == b"\x00\xff"
+    assert decode(encode({"b": b"x"}, 1), 1) == {"b": "b'x'"}  # JSON: str() of unknowns
+
+
+@pytest.mark.parametrize("encoding", [2, -1, "0", None, 1.0, True])
+def test_unknown_encodings_are_bad_requests(encoding: object) -> None:
+    with pytest.raises(BadRequest, match="unknown encoding"):
+        check_encoding(encoding)
+    with pytest.raises(BadRequest):
+        encode(1, encoding)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("raw", [b"\xc1", b"\x92\x01", b"\xdb\xff\xff\xff\xff"])
+def test_garbage_msgpack_is_a_bad_request(raw: bytes) -> None:
+    with pytest.raises(BadRequest, match="not valid MSGPACK"):
+        decode(raw, 0)
+
+
+def test_garbage_json_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        decode(b"{nope", 1)
+    with pytest.raises(BadRequest):
+        decode(b"\xff\xfe", 1)
+
+
+def test_headers_must_be_small_objects() -> None:
+    assert check_headers(None) is None
+    assert check_headers({"a": 1}) == {"a": 1}
+    with pytest.raises(BadRequest, match="object"):
+        check_headers(["a"])
+    with pytest.raises(BadRequest, match="limit"):
+        check_headers({"a": "x" * 70_000})
+
+
+def test_split_sizes() -> None:
+    assert list(split(b"")) == [b""]
+    assert list(split(b"abc", 2)) == [b"ab", b"c"]
+    raw = bytes(20 * 1024 * 1024)
+    pieces = list(split(raw, 7_900_000))
+    assert len(pieces) == 3 and b"".join(pieces) == raw
+
+
+def test_reassembly_in_order() -> None:
+    a = Assembler()
+    raw = msgpack.packb(list(range(1000)))
+    parts = list(split(raw, 100))
+    out = None
+    for seq, part in enumerate(parts):
+        out = a.feed(
+            "s",
+            "id1",
+            seq,
+            seq == len(parts) - 1,
+            0,
+            part,
+            {"h": 1} if seq == len(parts) - 1 else None,
+        )
+    assert out is not None and out.data == list(range(1000)) and out.headers == {"h": 1}
+    assert len(a) == 0
+
+
+def test_missing_middle_chunk_drops_the_message() -> None:
+    a = Assembler()
+    assert a.feed("s", "m", 0, False, 0, b"a") is None
+    assert a.feed("s", "m", 2, True, 0, b"c") is None
+    assert len(a) == 0  # dropped, not kept half-built
+    assert a.feed("s", "m2", 1, True, 0, b"x") is None  # first chunk missing
+
+
+def test_partial_messages_expire() -> None:
+    a = Assembler(ttl=120)
+    a.feed("s", "old", 0, False, 0, b"a", now=0.0)
+    a.feed("s", "new", 0, False, 0, b"a", now=100.0)
+    assert a.expire(now=121.0) == 1
+    assert len(a) == 1
+    assert a.feed("s", "old", 1, True, 0, b"b", now=121.0) is None

@@ -1,0 +1,52 @@
+"""The landing page, /alive and /stats."""
+
+from __future__ import annotations
+
+import httpx
+
+from cohub.config import Settings
+from cohub.db.engine import Database
+from cohub.roles import RoleContext, compose
+from tests.conftest import Server, sign_up
+
+
+def test_landing_page(server: Server) -> None:
+    r = httpx.get(server.url + "/")
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]
+    assert "cohub" in r.text and "/api/v2/auth/sign-up" in r.text
+
+
+def test_landing_page_shows_the_signed_in_account(server: Server) -> None:
+    user = sign_up(server)
+    r = httpx.get(server.url + "/", cookies={"remember_me": user.cookie})
+    assert user.email in r.text
+
+
+def test_alive(server: Server) -> None:
+    r = httpx.get(server.url + "/alive")
+    assert r.status_code == 200 and r.text == "alive"
+
+
+async def test_alive_fails_when_the_database_does_not_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = Database("postgresql://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    app = compose(RoleContext(Settings(data_dir=tmp_path), db, "pw"), [])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/alive")
+    await db.close()
+    assert r.status_code == 503
+
+
+def test_stats_serves_the_newest_row(server: Server) -> None:
+    r = httpx.get(server.url + "/stats")
+    assert r.status_code == 200
+    assert "no-cache" in r.headers["cache-control"]
+    data = r.json()
+    assert data is not None  # computed at start
+    assert {"accounts", "projects", "time"} <= data.keys()
+    assert isinstance(data["accounts"], int)
+
+
+def test_unknown_paths_are_json_404(server: Server) -> None:
+    r = httpx.get(server.url + "/no/such/page")
+    assert r.status_code == 404 and "not found" in r.json()["error"]
