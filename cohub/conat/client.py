@@ -114,6 +114,22 @@ class _Interest:
 Handler = Callable[[Message], Awaitable[Any]]
 
 
+class _SocketIOClient(socketio.AsyncClient):  # type: ignore[misc]
+    """python-socketio's client, sending our fixed headers on every (re)connect.
+
+    python-engineio moves a Cookie header into its HTTP session's jar and deletes it from the
+    dict it was given, which python-socketio reuses for reconnects; after the session is
+    replaced the cookie would be gone and the router would see an anonymous socket.
+    """
+
+    def __init__(self, fixed_headers: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._fixed_headers = fixed_headers
+
+    async def connect(self, url: str, headers: dict[str, str] | None = None, **kw: Any) -> None:
+        await super().connect(url, headers={**(headers or {}), **self._fixed_headers}, **kw)
+
+
 class Client:
     """A Conat connection. Use as an async context manager or call connect()/close()."""
 
@@ -131,7 +147,13 @@ class Client:
         base = parts.path.rstrip("/")
         self._socketio_path = f"{base}/conat".lstrip("/")
         self._cookies = dict(cookies or {})
-        self.sio = socketio.AsyncClient(
+        fixed = {}
+        if self._cookies:
+            fixed["Cookie"] = "; ".join(
+                f"{k}={quote(v, safe='')}" for k, v in self._cookies.items()
+            )
+        self.sio = _SocketIOClient(
+            fixed,
             reconnection=reconnect,
             reconnection_attempts=0,
             reconnection_delay=reconnect_delay,
@@ -160,15 +182,9 @@ class Client:
     # ---- lifecycle ----------------------------------------------------------------------------
     async def connect(self, timeout: float = 15.0) -> Client:
         """Connect and wait until the router has said who we are."""
-        headers = {}
-        if self._cookies:
-            headers["Cookie"] = "; ".join(
-                f"{k}={quote(v, safe='')}" for k, v in self._cookies.items()
-            )
         try:
             await self.sio.connect(
                 self._origin,
-                headers=headers,
                 transports=["websocket"],
                 socketio_path=self._socketio_path,
                 wait_timeout=timeout,
