@@ -9,6 +9,8 @@ random, under an event named after the subscribed pattern.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import random
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
+from socketio import packet as sio_packet
 
 from ..cookies import parse_cookie_header
 from . import protocol as P
@@ -40,6 +43,70 @@ _AUTH_FAILURE_DELAY_S = 0.025
 _INFO_TRY_TIMEOUT_S = 7.5
 _INFO_GIVE_UP_S = 120.0
 _SILENT_PATTERN = ">"
+
+
+# Event names a client must never fire: python-socketio would run the server's own
+# connect/disconnect handlers for them.
+_RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "__disconnect_final"})
+# A Conat event carries at most one binary argument (the publish chunk).
+_MAX_ATTACHMENTS = 16
+
+
+def _bad_engineio_text(text: str) -> bool:
+    """True for a websocket text frame python-engineio cannot decode (it would raise)."""
+    if not text:
+        return True
+    if text[0] == "b":  # base64 binary message
+        try:
+            base64.b64decode(text[1:])
+        except (binascii.Error, ValueError):
+            return True
+        return False
+    return text[0] not in "0123456"  # open, close, ping, pong, message, upgrade, noop
+
+
+class _SocketIOServer(socketio.AsyncServer):
+    """python-socketio, hardened against hostile frames.
+
+    A packet that cannot be parsed closes that connection (as the reference socket.io server
+    does) instead of costing a logged traceback; an event whose name is not a string, or is a
+    reserved name such as ``disconnect``, is refused with a 400 ack.
+    """
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+            pending = self._binary_packet.get(eio_sid)
+            if pending is not None and pending.attachment_count > _MAX_ATTACHMENTS:
+                # every attachment would be buffered until the last one arrives
+                raise ValueError(f"{pending.attachment_count} binary attachments announced")
+        except Exception as e:
+            self._binary_packet.pop(eio_sid, None)
+            log.info("conat: closing %s after a malformed socket.io packet: %.200s", eio_sid, e)
+            socket = self.eio.sockets.get(eio_sid)
+            await self.eio.disconnect(eio_sid)
+            if socket is not None:
+                socket.queue.put_nowait(None)  # stop its writer, which closes the websocket
+
+    async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
+        if (
+            isinstance(data, list)
+            and data
+            and isinstance(data[0], str)
+            and data[0] not in _RESERVED_EVENTS
+        ):
+            await super()._handle_event(eio_sid, namespace, id, data)
+            return
+        event = data[0] if isinstance(data, list) and data else data
+        log.info("conat: refusing malformed event %.100r from %s", event, eio_sid)
+        if id is not None and self.manager.sid_from_eio_sid(eio_sid, namespace or "/"):
+            error = BadRequest("malformed event: expected [name, ...args] with a string name")
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(
+                    sio_packet.ACK, namespace=namespace, id=id, data=[error.to_wire()]
+                ),
+            )
 
 
 @dataclass(slots=True)
@@ -83,7 +150,7 @@ class Router:
         self._per_user: dict[str, int] = {}
         self._interest_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.sio = socketio.AsyncServer(
+        self.sio = _SocketIOServer(
             async_mode="asgi",
             transports=["websocket"],
             cors_allowed_origins="*",
@@ -94,9 +161,34 @@ class Router:
         self._install_handlers()
 
     # ---- public surface ---------------------------------------------------------------------
-    def asgi_app(self, path: str, other: Any = None) -> socketio.ASGIApp:
-        """The ASGI app serving socket.io at ``path`` (e.g. ``/conat``), else ``other``."""
-        return socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=path.strip("/"))
+    def asgi_app(self, path: str, other: Any = None) -> Callable[..., Awaitable[None]]:
+        """The ASGI app serving socket.io at ``path`` (e.g. ``/conat``), else ``other``.
+
+        A websocket text frame python-engineio cannot even decode ends that connection as if
+        the client had gone, instead of escaping as an "Exception in ASGI application".
+        """
+        inner = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=path.strip("/"))
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope.get("type") != "websocket":
+                await inner(scope, receive, send)
+                return
+
+            async def guarded_receive() -> dict[str, Any]:
+                message: dict[str, Any] = await receive()
+                text = message.get("text")
+                if (
+                    message.get("type") == "websocket.receive"
+                    and isinstance(text, str)
+                    and _bad_engineio_text(text)
+                ):
+                    log.info("conat: closing websocket after malformed frame %.40r", text)
+                    return {"type": "websocket.disconnect", "code": 1003}
+                return message
+
+            await inner(scope, guarded_receive, send)
+
+        return app
 
     @property
     def connection_count(self) -> int:
