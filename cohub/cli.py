@@ -13,6 +13,7 @@ from .conat.auth import load_or_create_secret
 from .db import engine
 from .hub import role as api_role
 from .next import app as next_role
+from .persist import role as persist_role
 from .roles import Role, RoleContext, compose
 from .services import stats as stats_role
 
@@ -26,6 +27,7 @@ BUILT: dict[str, RoleFactory] = {
     "hub-next": next_role.role,
     "hub-stats": stats_role.role,
     "hub-conat-api": api_role.role,
+    "hub-conat-persist": persist_role.role,
 }
 
 

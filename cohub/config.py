@@ -59,6 +59,30 @@ class Settings:
         "created on first start.",
     )
     stats_interval_s: float = _opt(300.0, "Seconds between statistics snapshots (hub-stats).")
+    persist_count: int = _opt(
+        1, "Number of persist server processes hub-conat-persist runs (and restarts if they die)."
+    )
+    persist_mode: str = _opt(
+        "disk",
+        "Where stream files live: 'disk' (a dedicated volume; SQLite WAL) or 'nfs' "
+        "(a directory shared by every persist process; no WAL).",
+    )
+    persist_sync_dir: Path | None = _opt(
+        None, "Directory of the persist stream files. Empty means <data-dir>/sync."
+    )
+    persist_archive_dir: Path | None = _opt(
+        None,
+        "Optional directory for archive copies of the stream files, refreshed every "
+        "--persist-archive-interval-s and on close. Empty means no archive.",
+    )
+    persist_archive_interval_s: float = _opt(
+        30.0, "Seconds between archive copies of a changed stream (with --persist-archive-dir)."
+    )
+    persist_server_id_prefix: str = _opt(
+        "",
+        "Prefix of this pod's persist server ids, unique across pods. Empty means the host "
+        "name (the pod name on Kubernetes).",
+    )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
 
     # ---- derived values -------------------------------------------------------------------
@@ -84,6 +108,10 @@ class Settings:
             return self.conat_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def sync_dir(self) -> Path:
+        return self.persist_sync_dir or self.data_dir / "sync"
 
     @property
     def password_file(self) -> Path:
