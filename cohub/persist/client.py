@@ -428,6 +428,8 @@ class PersistClient:
                             raise
 
     async def _get_all(self, start_seq: int | None, end_seq: int | None) -> list[Update]:
+        if self.server_id is None:
+            await self._locate()
         headers = self._headers("getAll", {"start_seq": start_seq, "end_seq": end_seq})
         out: list[Update] = []
         expected = 0
