@@ -301,8 +301,9 @@ async def create_api_key(
             raise PermissionDenied(
                 "only an owner or collaborator of the project can create an API key for it"
             )
+        # Insert first: the key embeds the row id.
         result = await conn.execute(
-            api_keys.insert().values(
+            api_keys.insert().returning(api_keys.c.id).values(
                 account_id=account_id,
                 project_id=project_id,
                 hash="",
@@ -312,7 +313,7 @@ async def create_api_key(
                 expire=expire,
             )
         )
-        key_id = int(result.inserted_primary_key[0])
+        key_id: int = result.scalar_one()
         random_part = "".join(secrets.choice(_BASE62) for _ in range(_KEY_RANDOM_LEN))
         key = f"sk-{random_part}{_base62(key_id, _KEY_ID_LEN)}"
         await conn.execute(

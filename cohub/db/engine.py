@@ -29,6 +29,7 @@ from cohub.db.errors import SchemaMismatch
 
 UPGRADE_COMMAND = "cohub db upgrade"
 _PING_TIMEOUT_S = 2.0
+_MIGRATION_LOCK = 0x636F687562  # "cohub"; arbitrary but fixed advisory lock key
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 _SYNC_SCHEMES = {
@@ -138,6 +139,10 @@ def migrate(url: str, revision: str = "head") -> Path | None:
     engine = _sync_engine(url)
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas starting together: one migrates, the rest wait and then find head.
+                # A session lock, released when NullPool really closes the connection.
+                conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
             current = MigrationContext.configure(conn).get_current_revision()
             if current == head_revision() and revision == "head":
                 return None

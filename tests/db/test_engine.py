@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -197,3 +198,12 @@ async def test_deleting_an_account_cascades(db: Database, account_id: str) -> No
         remaining = await conn.scalar(sa.select(sa.func.count()).select_from(models.remember_me))
     assert remaining == 0
     assert await account_for_session(db, token) is None
+
+
+@pytest.mark.timeout(60)
+def test_concurrent_migrations(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only: several hub replicas migrate at start-up")
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(migrate, [db_url] * 4))
+    check_schema(db_url)
