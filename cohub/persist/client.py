@@ -170,6 +170,7 @@ class PersistClient:
         *,
         stateless: bool = False,
         timeout: float = 30.0,
+        attempt_timeout: float = 10.0,
         ping_interval: float = 15.0,
         reconnect_delay: float = 0.25,
         reconnect_delay_max: float = 10.0,
@@ -178,6 +179,8 @@ class PersistClient:
         self.storage = Storage(storage) if isinstance(storage, str) else storage
         self.stateless = stateless
         self.timeout = timeout
+        # one try of a command; a server killed mid-request never answers, so retry sooner
+        self.attempt_timeout = min(timeout, attempt_timeout)
         self.ping_interval = ping_interval
         self.reconnect_delay = reconnect_delay
         self.reconnect_delay_max = reconnect_delay_max
@@ -408,7 +411,7 @@ class PersistClient:
                     self._subject(),
                     data,
                     headers=self._headers(cmd, args),
-                    timeout=self.timeout,
+                    timeout=self.attempt_timeout,
                     encoding=encoding,
                 )
                 return _check_reply(reply.data, reply.headers)

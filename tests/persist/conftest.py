@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -40,27 +36,3 @@ def persist_server(
     srv = start_server(data_dir, db, "--persist-count", "2", "--persist-server-id-prefix", "test")
     yield srv
     stop_server(srv)
-
-
-def persist_pid(server: Server, server_id: str, timeout: float = 20.0) -> int:
-    """The pid of a running persist process (from its pid file)."""
-    pid_file = server.data_dir / "run" / f"persist-{server_id}.pid"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            pid = int(pid_file.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            time.sleep(0.05)
-    raise AssertionError(f"no running persist process {server_id}")
-
-
-def kill_persist(server: Server, server_id: str) -> int:
-    pid = persist_pid(server, server_id)
-    os.kill(pid, signal.SIGKILL)
-    return pid
-
-
-def sync_dir(server: Server) -> Path:
-    return server.data_dir / "sync"
