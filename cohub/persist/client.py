@@ -169,6 +169,7 @@ class PersistClient:
         storage: Storage | str,
         *,
         stateless: bool = False,
+        scope: str | None = None,
         timeout: float = 30.0,
         attempt_timeout: float = 10.0,
         ping_interval: float = 15.0,
@@ -187,7 +188,10 @@ class PersistClient:
         self.state: Literal["new", "ready", "closed"] = "new"
         self.server_id: str | None = None
         self.session: str | None = None
-        self._scope: str | None = None
+        # hubs may act in any scope; for others the router only lets their own through
+        self._scope: str | None = scope
+        if scope is not None:
+            check_path(scope, self.storage.path)
         self._feeds: set[Changefeed] = set()
         self._feed_sub: Subscription | None = None
         self._feed_task: asyncio.Task[None] | None = None

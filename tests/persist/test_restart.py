@@ -103,9 +103,9 @@ async def test_fifty_changefeeds_resume_after_kill_9(persist_server: Server) -> 
         async with PersistStream(
             writer_nc, storage, timeout=20, attempt_timeout=2, reconnect_delay=0.1
         ) as w:
-            for i in range(200):
+            for i in range(80):
                 await w.append(i)
-                if i == 100:
+                if i == 40:
                     kill_persist(persist_server, owner)
             final = [e.seq for e in await w.get_all()]
         deadline = asyncio.get_running_loop().time() + 40
