@@ -243,16 +243,21 @@ class PersistServer:
                 batch.append(message.to_wire())
                 size += len(message.raw) + 64
                 if size >= BATCH_BYTES:
-                    await self.nc.publish_sync(reply_to, batch, headers={"seq": seq})
+                    await self._send_batch(reply_to, batch, seq)
                     seq, batch, size = seq + 1, [], 0
             if batch:
-                await self.nc.publish_sync(reply_to, batch, headers={"seq": seq})
+                await self._send_batch(reply_to, batch, seq)
                 seq += 1
-            await self.nc.publish_sync(reply_to, None, headers={"seq": seq})
+            await self._send_batch(reply_to, None, seq)
         except ConatError as e:
             await self._reply(
                 reply_to, e.to_wire(), {"error": e.message, "code": e.code, "seq": seq}
             )
+
+    async def _send_batch(self, reply_to: str, batch: Any, seq: int) -> None:
+        """One getAll batch. Acked, so the router has routed it before the next one leaves:
+        it may handle one socket's publishes concurrently, and batches must stay in order."""
+        await self.nc.publish(reply_to, batch, headers={"seq": seq})
 
     # ---- streams and sessions -----------------------------------------------------------------
     def _stream_for(self, scope: str, headers: dict[str, Any]) -> tuple[Stream, Callable[[], None]]:
