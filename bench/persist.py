@@ -127,7 +127,8 @@ async def four_processes(
         async def read(h: PersistStream) -> None:
             nonlocal count
             async with sem:
-                count += len(await h.get_all())
+                n = len(await h.get_all())
+            count += n  # not `count += await ...`: that reads count before awaiting
 
         started = time.perf_counter()
         await asyncio.gather(*(read(h) for h in handles))
