@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..cookies import cookie_name
-from ..db import accounts, projects
+from ..db import accounts, api_keys, projects
 from ..db.engine import Database
 from .errors import Unauthorized
 from .identity import Identity
@@ -63,7 +63,7 @@ class CookieAuthenticator:
                 return Identity("hub", "hub", admin=True)
             raise Unauthorized("invalid hub password")
         if names["api_key"] in cookies:
-            found = await accounts.account_or_project_for_api_key(
+            found = await api_keys.account_or_project_for_api_key(
                 self._db, cookies[names["api_key"]]
             )
             if found is None:

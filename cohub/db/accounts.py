@@ -1,4 +1,4 @@
-"""Accounts, passwords, remember-me sessions and API keys."""
+"""Accounts, passwords and remember-me sessions (API keys: api_keys.py)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,25 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cohub.db.engine import Database
-from cohub.db.errors import AccountExists, AuthError, PermissionDenied
-from cohub.db.models import accounts, api_keys, project_users, remember_me
+from cohub.db.errors import AccountExists, AuthError, NotFound
+from cohub.db.models import accounts, password_resets, remember_me
+from cohub.db.settings import redeem_registration_token
 
 MAX_PASSWORD_LENGTH = 64
 SESSION_TTL = timedelta(days=183)
+PASSWORD_RESET_TTL = timedelta(hours=1)
+MIN_PASSWORD_LENGTH = 8
 
 _hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters
 _LEGACY_MAX_ITERATIONS = 100_000  # a stored hash must not be able to stall sign-in
 _SESSION_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_KEY_RANDOM_LEN = 24
-_KEY_ID_LEN = 6
-_API_KEY = re.compile(rf"sk-[0-9A-Za-z]{{{_KEY_RANDOM_LEN + _KEY_ID_LEN}}}")
 _PUBLIC_COLUMNS = [c for c in accounts.c if c.name != "password_hash"]
 
 
@@ -114,9 +112,12 @@ async def create_account(
     first_name: str = "",
     last_name: str = "",
     groups: list[str] | None = None,
+    registration_token: str | None = None,
 ) -> str:
     """Create an account and return its id. ``password=None`` makes an account that cannot
-    sign in with a password. Raises AccountExists when the email address is taken."""
+    sign in with a password. Raises AccountExists when the email address is taken, and
+    RegistrationTokenError when ``registration_token`` is given but not usable (it is used up
+    in the same transaction, so a failed sign-up does not spend it)."""
     email = normalize_email(email)
     if "@" not in email:
         raise ValueError(f"not an email address: {email!r}")
@@ -124,6 +125,8 @@ async def create_account(
     account_id = str(uuid.uuid4())
     try:
         async with db.begin() as conn:
+            if registration_token is not None:
+                await redeem_registration_token(conn, registration_token)
             await conn.execute(
                 accounts.insert().values(
                     account_id=account_id,
@@ -253,104 +256,204 @@ async def delete_all_sessions(db: Database, account_id: str) -> None:
         await conn.execute(remember_me.delete().where(remember_me.c.account_id == account_id))
 
 
-# --- API keys ----------------------------------------------------------------------------
+# --- passwords: set, reset ----------------------------------------------------------------
 
 
-def _base62(value: int, width: int) -> str:
-    digits, n = [], value
-    while n:
-        n, r = divmod(n, 62)
-        digits.append(_BASE62[r])
-    text = "".join(reversed(digits)).rjust(width, "0")
-    if len(text) > width:
-        raise OverflowError(f"{value} does not fit in {width} base62 digits")
-    return text
-
-
-def _from_base62(text: str) -> int:
-    n = 0
-    for ch in text:
-        n = n * 62 + _BASE62.index(ch)
-    return n
-
-
-async def _can_use_project(conn: AsyncConnection, project_id: str, account_id: str) -> bool:
-    group = await conn.scalar(
-        sa.select(project_users.c.group).where(
-            project_users.c.project_id == project_id, project_users.c.account_id == account_id
+def check_new_password(password: object) -> str:
+    """A new password must be a string of 8 to 64 characters."""
+    if not isinstance(password, str) or not (
+        MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH
+    ):
+        raise ValueError(
+            f"the password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long"
         )
-    )
-    return group in ("owner", "collaborator")
+    return password
 
 
-async def create_api_key(
-    db: Database,
-    account_id: str,
-    project_id: str | None = None,
-    name: str = "",
-    expire: datetime | None = None,
-) -> str:
-    """Create a key and return it; this is the only time the full key is visible.
-
-    Format: ``sk-`` + 24 random base62 characters + the row id in 6 base62 characters.
-    A project key (``project_id`` set) acts as that project, and only while its creator
-    is still an owner or collaborator of it.
-    """
+async def set_password(db: Database, account_id: str, password: str) -> None:
+    """Replace the password and end every session of the account."""
+    password_hash = await asyncio.to_thread(hash_password, check_new_password(password))
     async with db.begin() as conn:
-        if project_id is not None and not await _can_use_project(conn, project_id, account_id):
-            raise PermissionDenied(
-                "only an owner or collaborator of the project can create an API key for it"
-            )
-        # Insert first: the key embeds the row id.
         result = await conn.execute(
-            api_keys.insert().returning(api_keys.c.id).values(
-                account_id=account_id,
-                project_id=project_id,
-                hash="",
-                trunc="",
-                name=name,
-                created=_now(),
-                expire=expire,
+            accounts.update()
+            .where(accounts.c.account_id == account_id)
+            .values(password_hash=password_hash)
+        )
+        if result.rowcount == 0:
+            raise NotFound(f"no account with id {account_id}")
+        await conn.execute(remember_me.delete().where(remember_me.c.account_id == account_id))
+
+
+async def create_password_reset(
+    db: Database, email: str, ttl: timedelta = PASSWORD_RESET_TTL
+) -> tuple[str, str] | None:
+    """A one-time reset token for the account with this email: (account_id, token), or None
+    when there is no such (usable) account. Only the token's sha256 is stored."""
+    account = await get_account_by_email(db, email)
+    if account is None or account["deleted"] or account["banned"]:
+        return None
+    token = secrets.token_urlsafe(32)
+    async with db.begin() as conn:
+        await conn.execute(
+            password_resets.insert().values(
+                hash=_sha256(token), account_id=account["account_id"], expire=_now() + ttl
             )
         )
-        key_id: int = result.scalar_one()
-        random_part = "".join(secrets.choice(_BASE62) for _ in range(_KEY_RANDOM_LEN))
-        key = f"sk-{random_part}{_base62(key_id, _KEY_ID_LEN)}"
-        await conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == key_id)
-            .values(hash=_sha256(key), trunc=f"{key[:3]}…{key[-6:]}")
-        )
-    return key
+    return str(account["account_id"]), token
 
 
-async def account_or_project_for_api_key(
-    db: Database, key: str
-) -> tuple[Literal["account", "project"], str] | None:
-    """Who a key acts as: ("account", account_id) or ("project", project_id); None if the
-    key is unknown, expired or no longer allowed (expired and orphaned keys are deleted)."""
-    if not isinstance(key, str) or not _API_KEY.fullmatch(key):
-        return None
-    key_id = _from_base62(key[-_KEY_ID_LEN:])
-    query = (
-        sa.select(api_keys, accounts.c.banned, accounts.c.deleted)
-        .join(accounts, accounts.c.account_id == api_keys.c.account_id)
-        .where(api_keys.c.id == key_id)
+async def redeem_password_reset(db: Database, token: object, password: str) -> str:
+    """Set a new password with a reset token; the token is used up (also every other reset
+    token of the account) and every session ends. Returns the account id."""
+    check_new_password(password)
+    invalid = AuthError(
+        "this password reset link is not valid (unknown, already used or expired); "
+        "request a new one"
     )
+    if not isinstance(token, str) or not _SESSION_TOKEN.fullmatch(token):
+        raise invalid
+    password_hash = await asyncio.to_thread(hash_password, password)
     async with db.begin() as conn:
-        row = (await conn.execute(query)).first()
-        if row is None or not hmac.compare_digest(row.hash, _sha256(key)):
-            return None
-        now = _now()
-        stale = row.expire is not None and row.expire <= now
-        if not stale and row.project_id is not None:
-            stale = not await _can_use_project(conn, row.project_id, row.account_id)
-        if stale:
-            await conn.execute(api_keys.delete().where(api_keys.c.id == key_id))
-            return None
-        if row.banned or row.deleted:
-            return None
-        await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_active=now))
-    if row.project_id is not None:
-        return ("project", str(row.project_id))
-    return ("account", str(row.account_id))
+        row = (
+            await conn.execute(
+                password_resets.delete()
+                .where(password_resets.c.hash == _sha256(token))
+                .returning(password_resets.c.account_id, password_resets.c.expire)
+            )
+        ).first()
+        if row is None or row.expire <= _now():
+            raise invalid
+        account_id = str(row.account_id)
+        await conn.execute(
+            password_resets.delete().where(password_resets.c.account_id == account_id)
+        )
+        await conn.execute(
+            accounts.update()
+            .where(accounts.c.account_id == account_id)
+            .values(password_hash=password_hash)
+        )
+        await conn.execute(remember_me.delete().where(remember_me.c.account_id == account_id))
+    return account_id
+
+
+# --- admins ---------------------------------------------------------------------------------
+
+
+async def ensure_admin(db: Database, email: str, password: str) -> str:
+    """Make sure an admin account with this email exists; idempotent.
+
+    A new account gets the password; an existing one keeps its password and gains the
+    "admin" group (so restarting with the same variables changes nothing).
+    """
+    existing = await get_account_by_email(db, email)
+    if existing is None:
+        try:
+            return await create_account(
+                db, email=email, password=check_new_password(password), groups=["admin"]
+            )
+        except AccountExists:  # another process created it just now
+            existing = await get_account_by_email(db, email)
+            assert existing is not None
+    groups = list(existing["groups"] or [])
+    if "admin" not in groups:
+        async with db.begin() as conn:
+            await conn.execute(
+                accounts.update()
+                .where(accounts.c.account_id == existing["account_id"])
+                .values(groups=[*groups, "admin"])
+            )
+    return str(existing["account_id"])
+
+
+async def set_banned(db: Database, account_id: str, banned: bool) -> None:
+    """Ban (and sign out everywhere) or unban an account."""
+    async with db.begin() as conn:
+        await conn.execute(
+            accounts.update().where(accounts.c.account_id == account_id).values(banned=banned)
+        )
+        if banned:
+            await conn.execute(remember_me.delete().where(remember_me.c.account_id == account_id))
+
+
+# --- names and search -----------------------------------------------------------------------
+
+
+async def touch_account(db: Database, account_id: str) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            accounts.update().where(accounts.c.account_id == account_id).values(last_active=_now())
+        )
+
+
+async def get_names(db: Database, account_ids: list[str]) -> dict[str, dict[str, str]]:
+    """{account_id: {first_name, last_name}} for the accounts that exist and are not deleted."""
+    if not account_ids:
+        return {}
+    query = sa.select(accounts.c.account_id, accounts.c.first_name, accounts.c.last_name).where(
+        accounts.c.account_id.in_(account_ids), accounts.c.deleted.is_(False)
+    )
+    async with db.connect() as conn:
+        return {
+            str(r.account_id): {"first_name": r.first_name, "last_name": r.last_name}
+            for r in await conn.execute(query)
+        }
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def user_search(
+    db: Database, query: str, *, limit: int = 20, admin: bool = False
+) -> list[dict[str, Any]]:
+    """Accounts matching ``query``: an exact email address, or words that start first or last
+    names. Email addresses are shown only to admins, or for an exact email match."""
+    query = query.strip().lower()
+    if not query:
+        return []
+    columns = [
+        accounts.c.account_id,
+        accounts.c.first_name,
+        accounts.c.last_name,
+        accounts.c.email_address,
+        accounts.c.last_active,
+        accounts.c.created,
+    ]
+    base = sa.select(*columns).where(accounts.c.deleted.is_(False))
+    results: dict[str, dict[str, Any]] = {}
+    async with db.connect() as conn:
+        if "@" in query:
+            for row in await conn.execute(base.where(accounts.c.email_address == query)):
+                results[str(row.account_id)] = dict(row._mapping)
+        words = [w for w in query.replace("@", " ").split() if w][:5] if "@" not in query else []
+        if admin and "@" in query:
+            pattern = "%" + _escape_like(query) + "%"
+            admin_query = base.where(accounts.c.email_address.like(pattern, escape="\\")).limit(
+                limit
+            )
+            for row in await conn.execute(admin_query):
+                results.setdefault(str(row.account_id), dict(row._mapping))
+        if words:
+            cond = sa.and_(
+                *(
+                    sa.or_(
+                        sa.func.lower(accounts.c.first_name).like(
+                            _escape_like(w) + "%", escape="\\"
+                        ),
+                        sa.func.lower(accounts.c.last_name).like(
+                            _escape_like(w) + "%", escape="\\"
+                        ),
+                    )
+                    for w in words
+                )
+            )
+            ordered = base.where(cond).order_by(
+                accounts.c.last_active.desc().nulls_last(), accounts.c.account_id
+            )
+            for row in await conn.execute(ordered.limit(limit)):
+                results.setdefault(str(row.account_id), dict(row._mapping))
+    found = list(results.values())[:limit]
+    for item in found:
+        if not admin and item["email_address"] != query:
+            item.pop("email_address")
+    return found

@@ -127,9 +127,7 @@ project_users = sa.Table(
         index=True,
     ),
     sa.Column("group", sa.String(16), nullable=False),
-    sa.CheckConstraint(
-        "\"group\" IN ('owner', 'collaborator', 'viewer')", name="group_valid"
-    ),
+    sa.CheckConstraint("\"group\" IN ('owner', 'collaborator', 'viewer')", name="group_valid"),
 )
 
 api_keys = sa.Table(
@@ -259,6 +257,76 @@ central_log = sa.Table(
     _ts("expire", index=True),
 )
 
+auth_attempts = sa.Table(
+    "auth_attempts",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # "email", "ip", "reset-email", ...
+    sa.Column("key", sa.String(254), nullable=False),
+    _ts("time", nullable=False),
+    _ts("expire", index=True),
+    # Throttling counts recent rows per (kind, key).
+    sa.Index("ix_auth_attempts_kind_key_time", "kind", "key", "time"),
+)
+
+password_resets = sa.Table(
+    "password_resets",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),  # sha256 of the emailed token
+    _uuid(
+        "account_id",
+        sa.ForeignKey("accounts.account_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    _ts("expire", nullable=False, index=True),
+)
+
+registration_tokens = sa.Table(
+    "registration_tokens",
+    metadata,
+    sa.Column("token", sa.String(255), primary_key=True),
+    sa.Column("descr", sa.Text(), nullable=False, default="", server_default=""),
+    _ts("expire"),  # the token stops working then (the row stays, for the record)
+    sa.Column("limit", sa.Integer()),  # at most this many sign-ups; NULL means no limit
+    sa.Column("counter", sa.Integer(), nullable=False, default=0, server_default="0"),
+    _flag("disabled"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    _ts("sent", nullable=False, index=True),
+    _uuid(
+        "from_id",
+        sa.ForeignKey("accounts.account_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("subject", sa.Text(), nullable=False, default="", server_default=""),
+    sa.Column("body", sa.Text(), nullable=False, default="", server_default=""),
+    sa.Column("reply_id", sa.Integer()),
+)
+
+message_recipients = sa.Table(
+    "message_recipients",
+    metadata,
+    sa.Column(
+        "message_id",
+        sa.Integer(),
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    _uuid(
+        "account_id",
+        sa.ForeignKey("accounts.account_id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    _ts("read"),
+)
+
 # Tables swept by hub-maintenance-expired.
 EXPIRING_TABLES: tuple[sa.Table, ...] = (
     remember_me,
@@ -267,4 +335,6 @@ EXPIRING_TABLES: tuple[sa.Table, ...] = (
     hub_servers,
     blobs,
     central_log,
+    auth_attempts,
+    password_resets,
 )

@@ -19,9 +19,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def create_project(
-    db: Database, *, owner_id: str, title: str, description: str = ""
-) -> str:
+async def create_project(db: Database, *, owner_id: str, title: str, description: str = "") -> str:
     """Create a project owned by ``owner_id`` and return its id."""
     project_id = str(uuid.uuid4())
     now = _now()
@@ -96,7 +94,7 @@ async def list_projects(db: Database, account_id: str) -> list[dict[str, Any]]:
 
 
 async def get_group(db: Database, project_id: str, account_id: str) -> str | None:
-    """"owner", "collaborator", "viewer", or None when the account is not on the project."""
+    """ "owner", "collaborator", "viewer", or None when the account is not on the project."""
     async with db.connect() as conn:
         group = await conn.scalar(
             sa.select(project_users.c.group).where(
@@ -154,9 +152,7 @@ async def set_secret_token(db: Database, project_id: str, token: str | None) -> 
     """Set the token a running project authenticates with; None when it stops."""
     async with db.begin() as conn:
         result = await conn.execute(
-            projects.update()
-            .where(projects.c.project_id == project_id)
-            .values(secret_token=token)
+            projects.update().where(projects.c.project_id == project_id).values(secret_token=token)
         )
     if result.rowcount == 0:
         raise NotFound(f"no project with id {project_id}")
@@ -175,3 +171,90 @@ async def project_for_secret(db: Database, project_id: str, secret: str) -> bool
     if row is None or row.deleted or not row.secret_token or not secret:
         return False
     return hmac.compare_digest(row.secret_token.encode(), secret.encode())
+
+
+async def list_collaborators(db: Database, project_id: str) -> list[dict[str, Any]]:
+    """Everyone on the project with their group and names, owners first."""
+    order = sa.case({"owner": 0, "collaborator": 1, "viewer": 2}, value=project_users.c.group)
+    query = (
+        sa.select(
+            project_users.c.account_id,
+            project_users.c.group,
+            accounts.c.first_name,
+            accounts.c.last_name,
+        )
+        .join(accounts, accounts.c.account_id == project_users.c.account_id)
+        .where(project_users.c.project_id == project_id)
+        .order_by(order, project_users.c.account_id)
+    )
+    async with db.connect() as conn:
+        return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def change_user_type(
+    db: Database, project_id: str, target_account_id: str, new_group: str
+) -> None:
+    """Change a user's group. Making someone the owner turns the previous owner into a
+    collaborator (a project has one owner); the owner cannot be demoted directly, since the
+    project would be left without one."""
+    if new_group not in COLLABORATOR_GROUPS:
+        raise ValueError(
+            f"new_group must be one of {', '.join(COLLABORATOR_GROUPS)}, not {new_group!r}"
+        )
+    where = (
+        project_users.c.project_id == project_id,
+        project_users.c.account_id == target_account_id,
+    )
+    async with db.begin() as conn:
+        await _require_project(conn, project_id)
+        current = await conn.scalar(sa.select(project_users.c.group).where(*where))
+        if current is None:
+            raise NotFound(
+                f"account {target_account_id} is not on project {project_id}; add it first"
+            )
+        if current == new_group:
+            return
+        if current == "owner":
+            raise PermissionDenied(
+                "the owner cannot be demoted; make another collaborator the owner instead"
+            )
+        if new_group == "owner":
+            await conn.execute(
+                project_users.update()
+                .where(project_users.c.project_id == project_id, project_users.c.group == "owner")
+                .values(group="collaborator")
+            )
+        await conn.execute(project_users.update().where(*where).values(group=new_group))
+
+
+async def mark_deleted(db: Database, project_id: str) -> None:
+    """Set the deleted flag (hub-delete-projects unlinks it later); the secret is cleared."""
+    async with db.begin() as conn:
+        result = await conn.execute(
+            projects.update()
+            .where(projects.c.project_id == project_id)
+            .values(deleted=True, secret_token=None)
+        )
+    if result.rowcount == 0:
+        raise NotFound(f"no project with id {project_id}")
+
+
+async def set_state(db: Database, project_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Record a state transition: ``state`` plus the time it happened. Returns what was
+    stored."""
+    value = {**state, "time": _now().isoformat()}
+    async with db.begin() as conn:
+        result = await conn.execute(
+            projects.update().where(projects.c.project_id == project_id).values(state=value)
+        )
+    if result.rowcount == 0:
+        raise NotFound(f"no project with id {project_id}")
+    return value
+
+
+async def touch(db: Database, project_id: str) -> None:
+    """Mark the project as used now."""
+    async with db.begin() as conn:
+        await conn.execute(
+            projects.update().where(projects.c.project_id == project_id).values(last_edited=_now())
+        )

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from cohub.db import accounts as acc
+from cohub.db import api_keys as keys
 from cohub.db.engine import Database
 from cohub.db.errors import AccountExists, AuthError, PermissionDenied
 from cohub.db.models import accounts, api_keys, remember_me
@@ -211,9 +212,9 @@ async def test_delete_sessions(db: Database, account_id: str) -> None:
 
 
 async def test_account_api_key(db: Database, account_id: str) -> None:
-    key = await acc.create_api_key(db, account_id, name="laptop")
+    key = await keys.create_api_key(db, account_id, name="laptop")
     assert re.fullmatch(r"sk-[0-9A-Za-z]{24}[0-9A-Za-z]{6}", key)
-    assert await acc.account_or_project_for_api_key(db, key) == ("account", account_id)
+    assert await keys.account_or_project_for_api_key(db, key) == ("account", account_id)
     async with db.connect() as conn:
         row = (await conn.execute(sa.select(api_keys))).one()
     assert row.hash == hashlib.sha256(key.encode()).hexdigest()
@@ -223,39 +224,39 @@ async def test_account_api_key(db: Database, account_id: str) -> None:
 
 
 async def test_api_key_with_wrong_secret_part(db: Database, account_id: str) -> None:
-    key = await acc.create_api_key(db, account_id)
+    key = await keys.create_api_key(db, account_id)
     forged = "sk-" + ("A" if key[3] != "A" else "B") + key[4:]
-    assert await acc.account_or_project_for_api_key(db, forged) is None
+    assert await keys.account_or_project_for_api_key(db, forged) is None
     for junk in ["", "sk-", key + "x", key[:-1], "pk-" + key[3:]]:
-        assert await acc.account_or_project_for_api_key(db, junk) is None
-    assert await acc.account_or_project_for_api_key(db, key) == ("account", account_id)
+        assert await keys.account_or_project_for_api_key(db, junk) is None
+    assert await keys.account_or_project_for_api_key(db, key) == ("account", account_id)
 
 
 async def test_expired_api_key_is_rejected_and_deleted(db: Database, account_id: str) -> None:
-    key = await acc.create_api_key(
+    key = await keys.create_api_key(
         db, account_id, expire=datetime.now(UTC) - timedelta(minutes=1)
     )
-    assert await acc.account_or_project_for_api_key(db, key) is None
+    assert await keys.account_or_project_for_api_key(db, key) is None
     async with db.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(api_keys)) == 0
 
 
 async def test_api_key_of_banned_account(db: Database, account_id: str) -> None:
-    key = await acc.create_api_key(db, account_id)
+    key = await keys.create_api_key(db, account_id)
     await _set(db, account_id, banned=True)
-    assert await acc.account_or_project_for_api_key(db, key) is None
+    assert await keys.account_or_project_for_api_key(db, key) is None
 
 
 async def test_project_api_key(db: Database, account_id: str) -> None:
     project_id = await create_project(db, owner_id=account_id, title="p")
     other = await acc.create_account(db, email="collab@example.com", password="pw123456")
     await add_collaborator(db, project_id, other)
-    key = await acc.create_api_key(db, other, project_id=project_id)
-    assert await acc.account_or_project_for_api_key(db, key) == ("project", project_id)
+    key = await keys.create_api_key(db, other, project_id=project_id)
+    assert await keys.account_or_project_for_api_key(db, key) == ("project", project_id)
 
     await remove_collaborator(db, project_id, other)
 
-    assert await acc.account_or_project_for_api_key(db, key) is None
+    assert await keys.account_or_project_for_api_key(db, key) is None
     async with db.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(api_keys)) == 0
 
@@ -265,4 +266,4 @@ async def test_project_api_key_needs_collaborator(db: Database, account_id: str)
     viewer = await acc.create_account(db, email="viewer@example.com", password="pw123456")
     await add_collaborator(db, project_id, viewer, group="viewer")
     with pytest.raises(PermissionDenied):
-        await acc.create_api_key(db, viewer, project_id=project_id)
+        await keys.create_api_key(db, viewer, project_id=project_id)
