@@ -84,6 +84,32 @@ class Settings:
         "name (the pod name on Kubernetes).",
     )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
+    admin_email: str = _opt(
+        "",
+        "Email of the first admin account, created (or given the admin group) at start; "
+        "idempotent. Needs --admin-password for a new account.",
+    )
+    admin_password: str = _opt(
+        "", "Password of the first admin account when it is created (8-64 characters)."
+    )
+    public_url: str = _opt(
+        "",
+        "Public URL of the site including the base path, used in emailed links (password "
+        "reset, invitations). "
+        "Empty means http://host:port plus the base path.",
+    )
+    smtp_host: str = _opt(
+        "",
+        "SMTP server for outgoing email; the email_smtp_server site setting overrides it. "
+        "Empty (and no site setting) means email is not configured.",
+    )
+    smtp_port: int = _opt(25, "SMTP port (site setting email_smtp_port overrides it).")
+    smtp_username: str = _opt("", "SMTP login, if the server needs one.")
+    smtp_password: str = _opt("", "SMTP password, if the server needs one.")
+    smtp_from: str = _opt("", "Sender address of outgoing email; empty means noreply@<host>.")
+    smtp_security: str = _opt(
+        "", "SMTP transport security: '' (plain), 'starttls' or 'tls' (implicit TLS)."
+    )
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -108,6 +134,13 @@ class Settings:
             return self.conat_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def site_url(self) -> str:
+        """The public URL of the site, ending with the base path (and a slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        return self.router_url + self.prefix
 
     @property
     def sync_dir(self) -> Path:

@@ -244,3 +244,8 @@ async def creator_of_key(db: Database, key: str) -> str | None:
     if row is None or not hmac.compare_digest(row.hash, _sha256(key)):
         return None
     return str(row.account_id)
+
+
+def key_id_of(key: str) -> int | None:
+    """The row id embedded in a (well-formed) key."""
+    return _from_base62(key[-_KEY_ID_LEN:]) if looks_like_key(key) else None

@@ -2,31 +2,41 @@
 
 The caller's identity comes from subject tokens 1 and 2: the router lets only that account
 or project publish there, so the subject proves who is calling. Requests are
-``{name: "group.fn", args: [...]}``; the reply is the result, or ``{error}``.
+``{name: "group.fn", args: [...]}``; the reply is the result, or ``{error, code}`` where
+``code`` follows HTTP (400 bad arguments, 401, 403, 404, 409, 429, 503 not available).
+Banned or deleted accounts get 401 even if a connection of theirs is still open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from ..conat.client import Client
 from ..conat.codec import Message
 from ..conat.errors import ConatError
+from ..config import Settings
+from ..db import accounts as db_accounts
 from ..db.engine import Database
 from ..ids import is_uuid
-from . import projects, system
-from .context import ApiError, ApiFunction, Caller, Context, Notify
+from . import dbapi, lifecycle, messages, projects, system
+from .context import ApiError, ApiFunction, Caller, Context, Notify, Request
 
 log = logging.getLogger("cohub.hub.api")
 
 SUBJECT = "hub.*.*.api"
+MAX_ARGS = 10
 
 GROUPS: dict[str, dict[str, ApiFunction]] = {
     "system": system.FUNCTIONS,
-    "projects": projects.FUNCTIONS,
+    "projects": {**projects.FUNCTIONS, **lifecycle.FUNCTIONS},
+    "db": dbapi.FUNCTIONS,
+    "messages": messages.FUNCTIONS,
 }
+# Functions anyone may call, even an account that is banned meanwhile.
+NO_AUTH = {"system.ping", "system.getCustomize"}
 
 
 def caller_from_subject(subject: str) -> Caller:
@@ -44,41 +54,82 @@ def lookup(name: object) -> ApiFunction:
     group, fn = name.split(".")
     found = GROUPS.get(group, {}).get(fn)
     if found is None:
-        raise ApiError(f"unknown function '{name[:200]}'")
+        raise ApiError(f"unknown function '{name[:200]}'", 404)
     return found
 
 
-async def handle(db: Database, msg: Message, notify: Notify | None = None) -> Any:
-    """Answer one request; every failure becomes ``{error}``."""
+def plain(value: Any) -> Any:
+    """Times as ISO 8601 strings, so results encode as JSON and MessagePack alike."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+async def call(ctx: Context, name: object, args: object) -> Any:
+    """Run one hub API function for ``ctx.caller``; raises ApiError."""
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        raise ApiError("'args' must be a list")
+    if len(args) > MAX_ARGS:
+        raise ApiError(f"at most {MAX_ARGS} arguments")
+    fn = lookup(name)
+    if name not in NO_AUTH and ctx.caller.kind == "account":
+        account = await db_accounts.get_account(ctx.db, ctx.caller.id)
+        if account is None or account["banned"] or account["deleted"]:
+            raise ApiError("must be signed in", 401)
+    return plain(await fn(ctx, *args))
+
+
+async def handle(
+    db: Database,
+    msg: Message,
+    notify: Notify | None = None,
+    request: Request | None = None,
+    settings: Settings | None = None,
+) -> Any:
+    """Answer one request; every failure becomes ``{error, code}``."""
     try:
         caller = caller_from_subject(msg.subject)
-        request = msg.data
-        if not isinstance(request, dict):
+        data = msg.data
+        if isinstance(data, list) and len(data) == 2:  # [name, args] is accepted too
+            data = {"name": data[0], "args": data[1]}
+        if not isinstance(data, dict):
             raise ApiError("a hub API request must be {name, args}")
-        args = request.get("args", [])
-        if args is None:
-            args = []
-        if not isinstance(args, list):
-            raise ApiError("'args' must be a list")
-        fn = lookup(request.get("name"))
-        ctx = Context(db, caller) if notify is None else Context(db, caller, notify)
-        return await fn(ctx, *args)
-    except (ApiError, ConatError) as e:
-        return {"error": str(e)}
+        extra: dict[str, Any] = {}
+        if notify is not None:
+            extra["notify"] = notify
+        if request is not None:
+            extra["request"] = request
+        ctx = Context(db, caller, settings=settings, **extra)
+        return await call(ctx, data.get("name"), data.get("args", []))
+    except ApiError as e:
+        return {"error": e.message, "code": e.code}
+    except ConatError as e:
+        return {"error": e.message, "code": e.code}
     except asyncio.CancelledError:
         raise
-    except Exception as e:
+    except Exception:
         log.exception("hub API call failed on %s", msg.subject)
-        return {"error": f"internal error: {e}"}
+        return {"error": "internal error in the hub API (logged on the server)", "code": 500}
 
 
-async def serve(client: Client, db: Database) -> asyncio.Task[None]:
+async def serve(
+    client: Client, db: Database, settings: Settings | None = None
+) -> asyncio.Task[None]:
     """Subscribe to the hub API subject and answer requests until cancelled."""
 
     async def notify(subject: str, data: Any) -> None:
         await client.publish_sync(subject, data)
 
+    async def request(subject: str, data: Any, timeout: float) -> Any:
+        return (await client.request(subject, data, timeout=timeout)).data
+
     async def handler(msg: Message) -> Any:
-        return await handle(db, msg, notify)
+        return await handle(db, msg, notify, request, settings)
 
     return await client.service(SUBJECT, handler)

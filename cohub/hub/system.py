@@ -5,7 +5,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .context import ApiFunction, Context
+from ..db import accounts as db_accounts
+from ..db import api_keys as db_keys
+from ..db import settings as db_settings
+from ..db.errors import DBError, NotFound, PermissionDenied
+from ..ids import is_uuid
+from .access import is_admin, require_project
+from .context import (
+    ApiError,
+    ApiFunction,
+    Context,
+    bool_option,
+    int_option,
+    optional_string,
+    optional_uuid,
+    options,
+    string_option,
+    time_option,
+)
+
+MAX_NAMES = 1000
+API_KEY_ACTIONS = ("get", "create", "delete", "edit")
 
 
 async def ping(ctx: Context, *args: Any) -> dict[str, Any]:
@@ -13,7 +33,101 @@ async def ping(ctx: Context, *args: Any) -> dict[str, Any]:
 
 
 async def test(ctx: Context, *args: Any) -> dict[str, Any]:
-    return {f"{ctx.caller.kind}_id": ctx.caller.id}
+    """Who the hub thinks is calling, and the server time."""
+    return {f"{ctx.caller.kind}_id": ctx.caller.id, "server_time": int(time.time() * 1000)}
 
 
-FUNCTIONS: dict[str, ApiFunction] = {"ping": ping, "test": test}
+async def get_customize(ctx: Context, *args: Any) -> dict[str, Any]:
+    """The public site settings (all, or the fields named in a list)."""
+    values: dict[str, Any] = await db_settings.public_settings(ctx.db)
+    values["registration_token_required"] = await db_settings.token_required(ctx.db)
+    fields = args[0] if args else None
+    if fields is None:
+        return values
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise ApiError("getCustomize takes an optional list of field names")
+    return {f: values[f] for f in fields[:100] if f in values}
+
+
+async def manage_api_keys(ctx: Context, *args: Any) -> list[dict[str, Any]] | None:
+    """API keys of the account, or of one project (``project_id``), for owners and
+    collaborators. Actions: get (all, or one ``id``), create (``name``, ``expire``),
+    edit (``id``, ``name``, ``expire``), delete (``id``)."""
+    account_id = ctx.caller.require_account()
+    opts = options(args)
+    action = opts.get("action")
+    if action not in API_KEY_ACTIONS:
+        raise ApiError(f"'action' must be one of {', '.join(API_KEY_ACTIONS)}")
+    project_id = optional_uuid(opts, "project_id")
+    if project_id is not None:
+        await require_project(ctx, project_id, "write")
+    name = optional_string(opts, "name", max_length=db_keys.MAX_NAME_LENGTH)
+    expire = time_option(opts, "expire")
+    key_id = int_option(opts, "id", default=None, minimum=1, maximum=2**31 - 1)
+    try:
+        if action == "get":
+            return await db_keys.list_api_keys(ctx.db, account_id, project_id, key_id)
+        if action == "create":
+            if expire is not None and expire.timestamp() <= time.time():
+                raise ApiError("'expire' must be in the future")
+            key = await db_keys.create_api_key(
+                ctx.db, account_id, project_id=project_id, name=name or "", expire=expire
+            )
+            created = await db_keys.list_api_keys(
+                ctx.db, account_id, project_id, db_keys.key_id_of(key)
+            )
+            return [{**created[0], "secret": key}]
+        if key_id is None:
+            raise ApiError(f"'id' (the key's id) is needed to {action} a key")
+        if action == "delete":
+            await db_keys.delete_api_key(ctx.db, account_id, key_id, project_id=project_id)
+        else:
+            await db_keys.edit_api_key(
+                ctx.db,
+                account_id,
+                key_id,
+                project_id=project_id,
+                name=name,
+                expire=expire,
+                clear_expire="expire" in opts and opts["expire"] is None,
+            )
+        return None
+    except NotFound as e:
+        raise ApiError(str(e), 404) from e
+    except PermissionDenied as e:
+        raise ApiError(str(e), 403) from e
+    except (DBError, ValueError) as e:
+        raise ApiError(str(e)) from e
+
+
+async def user_search(ctx: Context, *args: Any) -> list[dict[str, Any]]:
+    """Search accounts by name, or by exact email address (admins: any part of it)."""
+    ctx.caller.require_account()
+    opts = options(args)
+    query = string_option(opts, "query", max_length=500, required=True)
+    limit = int_option(opts, "limit", default=20, minimum=1, maximum=100) or 20
+    admin = bool_option(opts, "admin") and await is_admin(ctx)
+    return await db_accounts.user_search(ctx.db, query, limit=limit, admin=admin)
+
+
+async def get_names(ctx: Context, *args: Any) -> dict[str, dict[str, str]]:
+    """First and last names of a list of accounts."""
+    ctx.caller.require_account()
+    ids = args[0] if args else None
+    if isinstance(ids, dict):  # {account_ids: [...]} is accepted too
+        ids = ids.get("account_ids")
+    if not isinstance(ids, list) or not all(is_uuid(i) for i in ids):
+        raise ApiError("getNames takes a list of account ids (UUIDs)")
+    if len(ids) > MAX_NAMES:
+        raise ApiError(f"getNames takes at most {MAX_NAMES} account ids")
+    return await db_accounts.get_names(ctx.db, ids)
+
+
+FUNCTIONS: dict[str, ApiFunction] = {
+    "ping": ping,
+    "test": test,
+    "getCustomize": get_customize,
+    "manageApiKeys": manage_api_keys,
+    "userSearch": user_search,
+    "getNames": get_names,
+}

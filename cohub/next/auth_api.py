@@ -1,99 +1,253 @@
-"""/api/v2 sign-up, sign-in and sign-out: they set and clear the remember_me cookie."""
+"""/api/v2 sign-up, sign-in, sign-out and password reset; they set and clear remember_me.
+
+The remember_me cookie holds a random session token; the database keeps only its sha256 with
+an expiry six months ahead. The cookie is httpOnly and SameSite=strict, and its name carries
+the base path when that is not ``/``.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from ..cookies import REMEMBER_ME, cookie_name
-from ..db import accounts
+from ..config import Settings
+from ..db import accounts, throttle
+from ..db import settings as site_settings
 from ..db.engine import Database
 from ..db.errors import AccountExists, AuthError
-from .http import HttpError, error, field, json_body
+from ..mail import MailError, send_email, smtp_settings
+from .http import NOT_SIGNED_IN, HttpError, field
+from .spec import BOOL, STRING, UUID, Call, Operation, obj
 
-SESSION_MAX_AGE_S = 183 * 24 * 3600
+log = logging.getLogger("cohub.next.auth")
+
+SESSION_MAX_AGE_S = int(accounts.SESSION_TTL.total_seconds())
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _endpoint(fn: Endpoint) -> Endpoint:
-    async def run(request: Request) -> Response:
-        try:
-            return await fn(request)
-        except HttpError as e:
-            return error(e.message, e.status)
-
-    return run
+ACCOUNT = obj({"account_id": UUID}, ("account_id",))
 
 
-def routes(db: Database, prefix: str) -> list[BaseRoute]:
-    cookie = cookie_name(prefix, REMEMBER_ME)
+def _client_ip(call: Call) -> str:
+    # The socket peer. X-Forwarded-For is not trusted: anyone could set it to dodge the
+    # per-IP limit. (Behind an ingress every request has the ingress's address, so the
+    # per-email limit is what protects accounts there.)
+    return call.request.client.host if call.request.client else "unknown"
+
+
+def operations(db: Database, settings: Settings, session_cookie: str) -> list[Operation]:
+    prefix = settings.prefix
 
     def signed_in(account_id: str, token: str) -> JSONResponse:
         response = JSONResponse({"account_id": account_id})
         response.set_cookie(
-            cookie,
+            session_cookie,
             token,
             max_age=SESSION_MAX_AGE_S,
             path=prefix,
             httponly=True,
             samesite="strict",
-            secure=False,
+            secure=settings.site_url.startswith("https://"),
         )
         return response
 
-    async def sign_up(request: Request) -> Response:
-        body = await json_body(request)
+    async def sign_up(call: Call) -> Response:
+        body = call.body
         if body.get("terms") is not True:
             raise HttpError("you must accept the terms of service ('terms': true)")
         email = field(body, "email", max_length=254).strip().lower()
         if not _EMAIL.match(email):
             raise HttpError("'email' must be a valid email address")
         password = field(body, "password", max_length=1024)
-        if not 8 <= len(password) <= 64:
-            raise HttpError("'password' must be 8 to 64 characters long")
+        try:
+            accounts.check_new_password(password)
+        except ValueError:
+            raise HttpError("'password' must be 8 to 64 characters long") from None
         first = field(body, "firstName", max_length=254, required=False).strip()
         last = field(body, "lastName", max_length=254, required=False).strip()
+        token = field(body, "registrationToken", max_length=255, required=False).strip()
+        if not await site_settings.sign_up_enabled(db):
+            raise HttpError(
+                "sign-up is disabled on this server; ask the site administrator for an account",
+                403,
+            )
+        required = await site_settings.token_required(db)
+        if required and not token:
+            raise HttpError(
+                "sign-up on this server requires a registration token ('registrationToken')",
+                403,
+            )
         try:
             account_id = await accounts.create_account(
-                db, email=email, password=password, first_name=first, last_name=last
+                db,
+                email=email,
+                password=password,
+                first_name=first,
+                last_name=last,
+                registration_token=token if required else None,
             )
         except AccountExists:
             raise HttpError(f"an account with the email {email} already exists; sign in") from None
+        except site_settings.RegistrationTokenError as e:
+            raise HttpError(str(e), 403) from None
         return signed_in(account_id, await accounts.create_session(db, account_id))
 
-    async def sign_in(request: Request) -> Response:
-        body = await json_body(request)
-        email = field(body, "email", max_length=254)
-        password = field(body, "password", max_length=1024)
+    async def sign_in(call: Call) -> Response:
+        email = field(call.body, "email", max_length=254).strip().lower()
+        password = field(call.body, "password", max_length=1024)
+        ip = _client_ip(call)
+        try:
+            await throttle.check(db, "email", email, throttle.SIGN_IN_EMAIL, "email address")
+            await throttle.check(db, "ip", ip, throttle.SIGN_IN_IP, "IP address")
+        except throttle.TooManyAttempts as e:
+            raise HttpError(f"too many sign-in attempts: {e}", 429) from None
         try:
             account_id = await accounts.authenticate(db, email, password)
         except AuthError as e:
+            await throttle.record(db, "email", email, throttle.SIGN_IN_EMAIL)
+            await throttle.record(db, "ip", ip, throttle.SIGN_IN_IP)
             raise HttpError(str(e), 401) from None
         return signed_in(account_id, await accounts.create_session(db, account_id))
 
-    async def sign_out(request: Request) -> Response:
-        body = await json_body(request)
-        token = request.cookies.get(cookie)
-        account_id = await accounts.account_for_session(db, token) if token else None
-        if account_id is None:
-            raise HttpError("must be signed in", 401)
-        if body.get("all") is True:
-            await accounts.delete_all_sessions(db, account_id)
+    async def sign_out(call: Call) -> Response:
+        if call.who is None or call.who.kind != "account":
+            raise HttpError(NOT_SIGNED_IN, 401)
+        if call.body.get("all") is True:
+            await accounts.delete_all_sessions(db, call.who.id)
         else:
-            await accounts.delete_session(db, token or "")
-        response = JSONResponse({"status": "signed out"})
-        response.delete_cookie(cookie, path=prefix, httponly=True, samesite="strict")
+            token = call.request.cookies.get(session_cookie)
+            if token:
+                await accounts.delete_session(db, token)
+        response = JSONResponse({"status": "ok"})
+        response.delete_cookie(session_cookie, path=prefix, httponly=True, samesite="strict")
         return response
 
-    api = prefix + "api/v2/"
+    async def password_reset(call: Call) -> dict[str, Any]:
+        email = field(call.body, "email", max_length=254).strip().lower()
+        if not _EMAIL.match(email):
+            raise HttpError("'email' must be a valid email address")
+        smtp = await smtp_settings(db, settings)
+        if smtp is None:
+            raise HttpError(
+                "email is not configured on this server, so no reset email can be sent; "
+                "ask the site administrator",
+                503,
+            )
+        ip = _client_ip(call)
+        try:
+            await throttle.check(
+                db, "reset-email", email, throttle.PASSWORD_RESET_EMAIL, "email address"
+            )
+            await throttle.check(db, "reset-ip", ip, throttle.PASSWORD_RESET_IP, "IP address")
+        except throttle.TooManyAttempts as e:
+            raise HttpError(f"too many password reset requests: {e}", 429) from None
+        await throttle.record(db, "reset-email", email, throttle.PASSWORD_RESET_EMAIL)
+        await throttle.record(db, "reset-ip", ip, throttle.PASSWORD_RESET_IP)
+        created = await accounts.create_password_reset(db, email)
+        if created is not None:
+            _, token = created
+            link = f"{settings.site_url}auth/password-reset#{token}"
+            ttl_min = int(accounts.PASSWORD_RESET_TTL.total_seconds() // 60)
+            body = (
+                "Someone (hopefully you) asked to reset the password of your account.\n\n"
+                f"Reset it here within {ttl_min} minutes: {link}\n"
+                f"Or send the code {token} to /api/v2/auth/redeem-password-reset.\n\n"
+                "If you did not ask for this, ignore this email.\n"
+            )
+            try:
+                await send_email(smtp, email, "Password reset", body)
+            except MailError as e:
+                raise HttpError(str(e), 503) from None
+        # The same answer whether or not the account exists.
+        return {
+            "success": f"if an account with {email} exists, an email with a reset link is on "
+            "its way"
+        }
+
+    async def redeem_password_reset(call: Call) -> Response:
+        token = field(call.body, "passwordResetId", max_length=300)
+        password = field(call.body, "password", max_length=1024)
+        try:
+            accounts.check_new_password(password)
+            account_id = await accounts.redeem_password_reset(db, token, password)
+        except ValueError:
+            raise HttpError("'password' must be 8 to 64 characters long") from None
+        except AuthError as e:
+            raise HttpError(str(e), 400) from None
+        return signed_in(account_id, await accounts.create_session(db, account_id))
+
+    api = "api/v2/"
+    credentials = {"email": STRING, "password": STRING}
     return [
-        Route(api + "auth/sign-up", _endpoint(sign_up), methods=["POST"]),
-        Route(api + "auth/sign-in", _endpoint(sign_in), methods=["POST"]),
-        Route(api + "accounts/sign-out", _endpoint(sign_out), methods=["POST"]),
+        Operation(
+            api + "auth/sign-up",
+            "signUp",
+            "Create an account and sign in (sets the remember_me cookie)",
+            "Auth",
+            sign_up,
+            auth="none",
+            request=obj(
+                {
+                    **credentials,
+                    "firstName": STRING,
+                    "lastName": STRING,
+                    "terms": BOOL,
+                    "registrationToken": STRING,
+                },
+                ("email", "password", "terms"),
+            ),
+            response=ACCOUNT,
+            errors=(403,),
+            description="The email is trimmed and lower-cased; passwords are 8-64 characters; "
+            "'terms' must be true. Sign-up can be disabled (site setting email_signup=no) or "
+            "need a registration token.",
+        ),
+        Operation(
+            api + "auth/sign-in",
+            "signIn",
+            "Sign in with email and password (sets the remember_me cookie)",
+            "Auth",
+            sign_in,
+            auth="none",
+            request=obj(credentials, ("email", "password")),
+            response=ACCOUNT,
+            errors=(401, 429),
+            description="Failures are throttled: more than 5 a minute or 50 an hour per email, "
+            "or 30 a minute or 200 an hour per IP address, get 429.",
+        ),
+        Operation(
+            api + "accounts/sign-out",
+            "signOut",
+            "Sign out: end this session, or every session with all=true",
+            "Auth",
+            sign_out,
+            request=obj({"all": BOOL}),
+            response={
+                "type": "object",
+                "required": ["status"],
+                "properties": {"status": {"type": "string"}},
+            },
+        ),
+        Operation(
+            api + "auth/password-reset",
+            "passwordReset",
+            "Email a one-time password reset link",
+            "Auth",
+            password_reset,
+            auth="none",
+            request=obj({"email": STRING}, ("email",)),
+            response=obj({"success": STRING}, ("success",)),
+            errors=(429,),
+        ),
+        Operation(
+            api + "auth/redeem-password-reset",
+            "redeemPasswordReset",
+            "Set a new password with the emailed code and sign in; the code is used up",
+            "Auth",
+            redeem_password_reset,
+            auth="none",
+            request=obj({"passwordResetId": STRING, "password": STRING}),
+            response=ACCOUNT,
+        ),
     ]

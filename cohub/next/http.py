@@ -1,14 +1,23 @@
-"""JSON request and response helpers for /api/v2."""
+"""JSON request and response helpers for /api/v2.
+
+Every endpoint takes POST with a JSON object body (an empty body counts as ``{}``); GET
+parameters are ignored. A Content-Type other than application/json is refused (415): HTML
+forms cannot send JSON, so a cookie-authenticated request can never come from another site's
+form. Every error is ``{"error": message}``.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 MAX_BODY_BYTES = 1_000_000
+MAX_JSON_DEPTH = 64
+NOT_SIGNED_IN = "must be signed in"
 
 
 class HttpError(Exception):
@@ -22,24 +31,47 @@ def error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _depth(value: Any, limit: int) -> int:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object body; HttpError for anything else."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise HttpError("send the body as JSON with 'Content-Type: application/json'", 415)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HttpError(f"request body is larger than {MAX_BODY_BYTES} bytes", 413)
-    body = b""
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
             raise HttpError(f"request body is larger than {MAX_BODY_BYTES} bytes", 413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if not body.strip():
         return {}
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise HttpError("request body must be JSON") from None
     if not isinstance(data, dict):
         raise HttpError("request body must be a JSON object")
+    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise HttpError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 
@@ -52,3 +84,18 @@ def field(body: dict[str, Any], name: str, *, max_length: int = 1024, required: 
     if len(value) > max_length:
         raise HttpError(f"'{name}' is longer than {max_length} characters")
     return value
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def endpoint(fn: Endpoint) -> Endpoint:
+    """Turn HttpError into ``{error}`` responses."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except HttpError as e:
+            return error(e.message, e.status)
+
+    return run

@@ -1,0 +1,220 @@
+"""The ``projects.*`` functions that need a running project: start, stop, state, status,
+copyPathBetweenProjects, exec and writeTextFile.
+
+cohub has no project runner yet (the projects/ package is empty). These functions do the
+honest part: check access and arguments, record state transitions in the database, and talk
+to the project's API on ``project.<id>.-.api.-`` when something answers there. They never
+report work as done that was not done: starting fails with a clear "no project runner"
+error (code 503) and records that; exec and file writes fail the same way when no project
+server answers.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from ..conat.errors import ConatError, NoSubscribers
+from ..db import projects as db_projects
+from .access import require_project
+from .context import (
+    ApiError,
+    ApiFunction,
+    Context,
+    bool_option,
+    int_option,
+    options,
+    string_option,
+    uuid_option,
+)
+
+NO_RUNNER = "this cohub deployment has no project runner yet, so projects cannot run"
+STOPPED = "opened"  # the reference's name for "exists, not running"
+ACTIVE = ("starting", "running", "stopping")
+MAX_EXEC_TIMEOUT_S = 3600
+DEFAULT_EXEC_TIMEOUT_S = 10
+MAX_OUTPUT = 10_000_000
+DEFAULT_MAX_OUTPUT = 1_000_000
+MAX_FILE_BYTES = 5_000_000
+
+
+def project_api_subject(project_id: str) -> str:
+    return f"project.{project_id}.-.api.-"
+
+
+async def _project_row(ctx: Context, project_id: str) -> dict[str, Any]:
+    project = await db_projects.get_project(ctx.db, project_id)
+    if project is None:
+        raise ApiError(f"no project with id {project_id}", 404)
+    return project
+
+
+def _current_state(project: dict[str, Any]) -> dict[str, Any]:
+    state = project.get("state")
+    return dict(state) if isinstance(state, dict) and state.get("state") else {"state": STOPPED}
+
+
+async def start(ctx: Context, *args: Any) -> None:
+    """Start a project. Without a project runner this records the failed attempt in the
+    project's state and fails with code 503; nothing is started."""
+    project_id = uuid_option(options(args), "project_id")
+    await require_project(ctx, project_id, "write")
+    project = await _project_row(ctx, project_id)
+    if project["deleted"]:
+        raise ApiError(f"project {project_id} is deleted; it cannot be started", 409)
+    error = f"start requested, but {NO_RUNNER}"
+    await db_projects.set_state(ctx.db, project_id, {"state": STOPPED, "error": error})
+    raise ApiError(
+        f"cannot start project {project_id}: {NO_RUNNER}. The attempt was recorded; "
+        f"the project's state stays '{STOPPED}' (not running).",
+        503,
+    )
+
+
+async def stop(ctx: Context, *args: Any) -> dict[str, Any]:
+    """Stop a project. A project that is not running is already stopped: its state is
+    recorded as stopped and its secret token cleared. A project recorded as running cannot
+    be stopped without a runner: code 503."""
+    project_id = uuid_option(options(args), "project_id")
+    await require_project(ctx, project_id, "write")
+    project = await _project_row(ctx, project_id)
+    current = _current_state(project)
+    if current["state"] in ACTIVE:
+        raise ApiError(
+            f"cannot stop project {project_id} (state '{current['state']}'): {NO_RUNNER}", 503
+        )
+    await db_projects.set_secret_token(ctx.db, project_id, None)
+    return await db_projects.set_state(ctx.db, project_id, {"state": STOPPED})
+
+
+async def state(ctx: Context, *args: Any) -> dict[str, Any]:
+    """The recorded state: {state, time?, error?}; "opened" when never started."""
+    project_id = uuid_option(options(args), "project_id")
+    await require_project(ctx, project_id, "read")
+    return _current_state(await _project_row(ctx, project_id))
+
+
+async def status(ctx: Context, *args: Any) -> dict[str, Any]:
+    """The recorded status of the running project (ports, ...): {} when it does not run."""
+    project_id = uuid_option(options(args), "project_id")
+    await require_project(ctx, project_id, "read")
+    project = await _project_row(ctx, project_id)
+    if _current_state(project)["state"] != "running":
+        return {}
+    recorded = project.get("status")
+    return dict(recorded) if isinstance(recorded, dict) else {}
+
+
+def _relative_path(opts: dict[str, Any], name: str, *, required: bool = True) -> str:
+    path = string_option(opts, name, max_length=4096, default=None if required else "")
+    if required and not path:
+        raise ApiError(f"'{name}' must be a non-empty path")
+    if path.startswith("/") or ".." in posixpath.normpath(path or ".").split("/"):
+        raise ApiError(f"'{name}' must be a path inside the project (relative, without '..')")
+    return path
+
+
+async def _call_project(ctx: Context, project_id: str, name: str, arg: Any, timeout: float) -> Any:
+    subject = project_api_subject(project_id)
+    try:
+        reply = await ctx.request(subject, {"name": name, "args": [arg]}, timeout)
+    except NoSubscribers:
+        raise ApiError(
+            f"project {project_id} is not running (nothing answers on {subject}); "
+            f"{NO_RUNNER}. Nothing was done.",
+            503,
+        ) from None
+    except ConatError as e:
+        raise ApiError(f"the project did not answer: {e.message}", 504) from None
+    if isinstance(reply, dict) and "error" in reply:
+        raise ApiError(f"the project refused: {reply['error']}", 502)
+    return reply
+
+
+async def exec_command(ctx: Context, *args: Any) -> Any:
+    """Run a command in the project (owners and collaborators), with a timeout (s) and an
+    output cap (bytes)."""
+    opts = options(args)
+    project_id = uuid_option(opts, "project_id")
+    command = string_option(opts, "command", max_length=100_000, required=True)
+    if not command.strip():
+        raise ApiError("'command' must not be empty")
+    cmd_args = opts.get("args", [])
+    if not isinstance(cmd_args, list) or not all(isinstance(a, str) for a in cmd_args):
+        raise ApiError("'args' must be a list of strings")
+    if len(cmd_args) > 1000 or sum(len(a) for a in cmd_args) > 100_000:
+        raise ApiError("'args' is too long (at most 1000 arguments, 100000 characters)")
+    timeout = int_option(
+        opts, "timeout", default=DEFAULT_EXEC_TIMEOUT_S, minimum=1, maximum=MAX_EXEC_TIMEOUT_S
+    )
+    max_output = int_option(
+        opts, "max_output", default=DEFAULT_MAX_OUTPUT, minimum=1, maximum=MAX_OUTPUT
+    )
+    path = _relative_path(opts, "path", required=False)
+    bash = bool_option(opts, "bash")
+    err_on_exit = bool_option(opts, "err_on_exit", default=True)
+    assert timeout is not None
+    await require_project(ctx, project_id, "write")
+    request = {
+        "command": command,
+        "args": cmd_args,
+        "timeout": timeout,
+        "max_output": max_output,
+        "path": path,
+        "bash": bash,
+        "err_on_exit": err_on_exit,
+    }
+    return await _call_project(ctx, project_id, "system.exec", request, timeout + 5)
+
+
+async def write_text_file(ctx: Context, *args: Any) -> None:
+    """Write a text file into the project (owners and collaborators)."""
+    opts = options(args)
+    project_id = uuid_option(opts, "project_id")
+    path = _relative_path(opts, "path")
+    content = opts.get("content")
+    if not isinstance(content, str):
+        raise ApiError("'content' must be a string (the text of the file)")
+    if len(content.encode()) > MAX_FILE_BYTES:
+        raise ApiError(f"'content' is larger than {MAX_FILE_BYTES} bytes")
+    await require_project(ctx, project_id, "write")
+    await _call_project(
+        ctx,
+        project_id,
+        "system.writeTextFileToProject",
+        {"path": path, "content": content},
+        30,
+    )
+
+
+async def copy_path_between_projects(ctx: Context, *args: Any) -> None:
+    """Copy a path from one project to another: read access to the source, write access to
+    the target. Copying needs the projects' file servers, so without a runner: code 503."""
+    opts = options(args)
+    src_project_id = uuid_option(opts, "src_project_id")
+    src_path = _relative_path(opts, "src_path")
+    target_project_id = (
+        uuid_option(opts, "target_project_id")
+        if opts.get("target_project_id") is not None
+        else src_project_id
+    )
+    _relative_path(opts, "target_path", required=False)
+    ctx.caller.require_account()
+    await require_project(ctx, src_project_id, "read")
+    await require_project(ctx, target_project_id, "write")
+    raise ApiError(
+        f"cannot copy {src_path!r}: copying reads and writes project files, and {NO_RUNNER}. "
+        "Nothing was copied.",
+        503,
+    )
+
+
+FUNCTIONS: dict[str, ApiFunction] = {
+    "start": start,
+    "stop": stop,
+    "state": state,
+    "status": status,
+    "exec": exec_command,
+    "writeTextFile": write_text_file,
+    "copyPathBetweenProjects": copy_path_between_projects,
+}
