@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -52,7 +53,14 @@ def _probe_routes(ctx: RoleContext) -> list[BaseRoute]:
             return PlainTextResponse("alive")
         return PlainTextResponse("database is not answering", status_code=503)
 
-    return [Route(ctx.settings.prefix + "alive", alive, methods=["GET", "HEAD"])]
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    prefix = ctx.settings.prefix
+    return [
+        Route(prefix + "alive", alive, methods=["GET", "HEAD"]),
+        Route(prefix + "metrics", metrics, methods=["GET"]),
+    ]
 
 
 def compose(ctx: RoleContext, roles: list[Role]) -> ASGIApp:

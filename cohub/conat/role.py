@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..db import projects
 from ..roles import Role, RoleContext
 from .auth import CookieAuthenticator
+from .metrics import RouterCollector
 from .permissions import Permissions
 from .router import Router
 
@@ -24,7 +26,13 @@ def build_router(ctx: RoleContext) -> Router:
 def role(ctx: RoleContext) -> Role:
     router = build_router(ctx)
     path = ctx.settings.conat_path
-    sio_app = router.asgi_app(path)
+    sio_app = router.asgi_app()
+    collector = RouterCollector(
+        router.counters,
+        lambda: router.connection_count,
+        router.subscription_count,
+        router.server_id,
+    )
 
     def wrap(inner: ASGIApp) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,4 +44,11 @@ def role(ctx: RoleContext) -> Role:
 
         return app
 
-    return Role("hub-conat-router", wrap=wrap, stop=router.close)
+    async def start() -> None:
+        REGISTRY.register(collector)
+
+    async def stop() -> None:
+        REGISTRY.unregister(collector)
+        await router.close()
+
+    return Role("hub-conat-router", wrap=wrap, start=start, stop=stop)

@@ -1,17 +1,17 @@
-"""The Conat router: a socket.io v4 server that routes messages by subject.
+"""The Conat router: routes messages by subject between socket.io clients.
 
 Every socket authenticates once, from its handshake cookies, and is then told who it is by
 an ``info`` event. Subscriptions live in one :class:`~cohub.conat.subjects.Interest` table;
 a publish is delivered once per matching pattern and queue group, to one member chosen at
-random, under an event named after the subscribed pattern.
+random, under an event named after the subscribed pattern. The socket.io wire is handled
+by :mod:`cohub.conat.transport`; this module only sees events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
+import json
 import logging
 import random
 import time
@@ -21,16 +21,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import socketio
-from socketio import packet as sio_packet
-
-from ..cookies import parse_cookie_header
 from . import protocol as P
+from . import wire
 from .codec import check_encoding, check_headers, decode
 from .errors import BadRequest, ConatError, PermissionDenied, TooMany, Unauthorized
 from .identity import Identity
+from .metrics import RouterCounters
 from .permissions import Action, Permissions
 from .subjects import Interest, InvalidSubject, validate_pattern, validate_subject
+from .transport import Connection, ConnectionClosedError, SocketIOApp
 
 log = logging.getLogger("cohub.conat.router")
 
@@ -45,83 +44,26 @@ _INFO_GIVE_UP_S = 120.0
 _SILENT_PATTERN = ">"
 
 
-# Event names a client must never fire: python-socketio would run the server's own
-# connect/disconnect handlers for them.
-_RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "__disconnect_final"})
-# A Conat event carries at most one binary argument (the publish chunk).
-_MAX_ATTACHMENTS = 16
-
-
-def _bad_engineio_text(text: str) -> bool:
-    """True for a websocket text frame python-engineio cannot decode (it would raise)."""
-    if not text:
-        return True
-    if text[0] == "b":  # base64 binary message
-        try:
-            base64.b64decode(text[1:])
-        except (binascii.Error, ValueError):
-            return True
-        return False
-    return text[0] not in "0123456"  # open, close, ping, pong, message, upgrade, noop
-
-
-class _SocketIOServer(socketio.AsyncServer):
-    """python-socketio, hardened against hostile frames.
-
-    A packet that cannot be parsed closes that connection (as the reference socket.io server
-    does) instead of costing a logged traceback; an event whose name is not a string, or is a
-    reserved name such as ``disconnect``, is refused with a 400 ack.
-    """
-
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-            pending = self._binary_packet.get(eio_sid)
-            if pending is not None and pending.attachment_count > _MAX_ATTACHMENTS:
-                # every attachment would be buffered until the last one arrives
-                raise ValueError(f"{pending.attachment_count} binary attachments announced")
-        except Exception as e:
-            self._binary_packet.pop(eio_sid, None)
-            log.info("conat: closing %s after a malformed socket.io packet: %.200s", eio_sid, e)
-            socket = self.eio.sockets.get(eio_sid)
-            await self.eio.disconnect(eio_sid)
-            if socket is not None:
-                socket.queue.put_nowait(None)  # stop its writer, which closes the websocket
-
-    async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
-        if (
-            isinstance(data, list)
-            and data
-            and isinstance(data[0], str)
-            and data[0] not in _RESERVED_EVENTS
-        ):
-            await super()._handle_event(eio_sid, namespace, id, data)
-            return
-        event = data[0] if isinstance(data, list) and data else data
-        log.info("conat: refusing malformed event %.100r from %s", event, eio_sid)
-        if id is not None and self.manager.sid_from_eio_sid(eio_sid, namespace or "/"):
-            error = BadRequest("malformed event: expected [name, ...args] with a string name")
-            await self._send_packet(
-                eio_sid,
-                self.packet_class(
-                    sio_packet.ACK, namespace=namespace, id=id, data=[error.to_wire()]
-                ),
-            )
-
-
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class _Session:
-    sid: str
+    conn: Connection
     identity: Identity | None = None
     auth_error: ConatError | None = None
     subs: dict[str, str] = field(default_factory=dict)  # pattern -> queue
     connected_at: float = field(default_factory=time.time)
-    address: str = ""
     client_stats: dict[str, Any] = field(default_factory=dict)
     sent_messages: int = 0
     sent_bytes: int = 0
     recv_messages: int = 0
     recv_bytes: int = 0
+
+    @property
+    def sid(self) -> str:
+        return self.conn.sid
+
+    @property
+    def active(self) -> bool:
+        return not self.conn.closed
 
 
 class Router:
@@ -137,6 +79,8 @@ class Router:
         max_payload: int = P.MAX_PAYLOAD,
         max_connections: int = P.MAX_CONNECTIONS_PER_SERVER,
         max_connections_per_user: int = P.MAX_CONNECTIONS_PER_USER,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
     ) -> None:
         self._authenticate = authenticate
         self.permissions = permissions
@@ -145,50 +89,28 @@ class Router:
         self.max_payload = max_payload
         self.max_connections = max_connections
         self.max_connections_per_user = max_connections_per_user
-        self.interest: Interest[tuple[str, str]] = Interest()
+        self.interest: Interest[_Session] = Interest()
+        self.counters = RouterCounters()
         self._sessions: dict[str, _Session] = {}
         self._per_user: dict[str, int] = {}
         self._interest_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.sio = _SocketIOServer(
-            async_mode="asgi",
-            transports=["websocket"],
-            cors_allowed_origins="*",
-            max_http_buffer_size=P.MAX_HTTP_BUFFER_SIZE,
-            logger=False,
-            engineio_logger=False,
+        self.app = SocketIOApp(
+            self, max_payload=max_payload, ping_interval=ping_interval, ping_timeout=ping_timeout
         )
-        self._install_handlers()
+        self._handlers: dict[str, Callable[[_Session, Any], Awaitable[Any]]] = {
+            P.SUBSCRIBE: self._on_subscribe,
+            P.UNSUBSCRIBE: self._on_unsubscribe,
+            P.SUBSCRIPTIONS: self._on_subscriptions,
+            P.PUBLISH: self._on_publish,
+            P.WAIT_FOR_INTEREST: self._on_wait_for_interest,
+            P.STATS: self._on_stats,
+        }
 
     # ---- public surface ---------------------------------------------------------------------
-    def asgi_app(self, path: str, other: Any = None) -> Callable[..., Awaitable[None]]:
-        """The ASGI app serving socket.io at ``path`` (e.g. ``/conat``), else ``other``.
-
-        A websocket text frame python-engineio cannot even decode ends that connection as if
-        the client had gone, instead of escaping as an "Exception in ASGI application".
-        """
-        inner = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path=path.strip("/"))
-
-        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope.get("type") != "websocket":
-                await inner(scope, receive, send)
-                return
-
-            async def guarded_receive() -> dict[str, Any]:
-                message: dict[str, Any] = await receive()
-                text = message.get("text")
-                if (
-                    message.get("type") == "websocket.receive"
-                    and isinstance(text, str)
-                    and _bad_engineio_text(text)
-                ):
-                    log.info("conat: closing websocket after malformed frame %.40r", text)
-                    return {"type": "websocket.disconnect", "code": 1003}
-                return message
-
-            await inner(scope, guarded_receive, send)
-
-        return app
+    def asgi_app(self) -> SocketIOApp:
+        """The ASGI app to mount at ``<base-path>conat`` (websocket transport only)."""
+        return self.app
 
     @property
     def connection_count(self) -> int:
@@ -200,9 +122,7 @@ class Router:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for sid in list(self._sessions):
-            with contextlib.suppress(Exception):
-                await self.sio.disconnect(sid)
+        await self.app.close()
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -210,53 +130,66 @@ class Router:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _install_handlers(self) -> None:
-        on = self.sio.on
-        on("connect", self._on_connect)
-        on("disconnect", self._on_disconnect)
-        on(P.SUBSCRIBE, self._guard(self._on_subscribe))
-        on(P.UNSUBSCRIBE, self._guard(self._on_unsubscribe))
-        on(P.SUBSCRIPTIONS, self._guard(self._on_subscriptions))
-        on(P.PUBLISH, self._guard(self._on_publish))
-        on(P.WAIT_FOR_INTEREST, self._guard(self._on_wait_for_interest))
-        on(P.STATS, self._guard(self._on_stats))
-        on("*", self._on_unknown)
+    async def on_event(
+        self, conn: Connection, event: Any, args: list[Any], ack_id: int | None
+    ) -> None:
+        session: _Session = conn.state
+        handler = self._handlers.get(event) if isinstance(event, str) else None
+        payload = args[0] if args else None
+        if not isinstance(event, str):
+            log.info("conat: malformed event %.100r from %s", event, conn.sid)
+            result: Any = BadRequest(
+                "malformed event: expected [name, ...args] with a string name"
+            ).to_wire()
+        elif handler is None:
+            log.info("conat: unknown event %.100r from %s", event, conn.sid)
+            result = BadRequest(f"unknown event {event[:100]!r}").to_wire()
+        elif session.identity is None:
+            result = Unauthorized("not signed in").to_wire()
+        elif event == P.WAIT_FOR_INTEREST:
+            # may wait up to 90 s: answer later, keep reading this socket meanwhile
+            self._spawn(self._run_and_ack(session, handler, payload, ack_id))
+            return
+        else:
+            result = await self._run(session, handler, payload)
+        if ack_id is not None:
+            with contextlib.suppress(ConnectionClosedError):
+                await conn.ack(ack_id, result)
 
-    def _guard(
-        self, handler: Callable[[_Session, Any], Awaitable[Any]]
-    ) -> Callable[..., Awaitable[Any]]:
-        """Run a handler for an authenticated session; turn every failure into an error ack."""
+    async def _run_and_ack(
+        self,
+        session: _Session,
+        handler: Callable[[_Session, Any], Awaitable[Any]],
+        payload: Any,
+        ack_id: int | None,
+    ) -> None:
+        result = await self._run(session, handler, payload)
+        if ack_id is not None:
+            with contextlib.suppress(ConnectionClosedError):
+                await session.conn.ack(ack_id, result)
 
-        async def run(sid: str, *args: Any) -> Any:
-            session = self._sessions.get(sid)
-            if session is None or session.identity is None:
-                return Unauthorized("not signed in").to_wire()
-            payload = args[0] if args else None
-            try:
-                return await handler(session, payload)
-            except ConatError as e:
-                return e.to_wire()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a bug must cost one ack, not the server
-                log.exception("conat handler %s failed", getattr(handler, "__name__", "?"))
-                return {"error": f"internal error: {e}", "code": 500}
-
-        return run
-
-    async def _on_unknown(self, event: str, sid: str, *args: Any) -> Ack:
-        log.info(
-            "conat: unknown event %r from %s", event[:100] if isinstance(event, str) else event, sid
-        )
-        return BadRequest(f"unknown event {str(event)[:100]!r}").to_wire()
+    async def _run(
+        self, session: _Session, handler: Callable[[_Session, Any], Awaitable[Any]], payload: Any
+    ) -> Any:
+        """Run a handler; every failure becomes an error ack, never a dead connection."""
+        try:
+            return await handler(session, payload)
+        except ConatError as e:
+            return e.to_wire()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must cost one ack, not the server
+            log.exception("conat handler %s failed", getattr(handler, "__name__", "?"))
+            return {"error": f"internal error: {e}", "code": 500}
 
     # ---- connection lifecycle ---------------------------------------------------------------
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        session = _Session(sid, address=str(environ.get("REMOTE_ADDR", "")))
-        self._sessions[sid] = session
-        cookies = parse_cookie_header(str(environ.get("HTTP_COOKIE", "")))
+    async def on_connect(self, conn: Connection) -> None:
+        session = _Session(conn)
+        conn.state = session
+        self._sessions[conn.sid] = session
+        self.counters.connections_total += 1
         try:
-            identity = await self._authenticate(cookies)
+            identity = await self._authenticate(conn.cookies)
             if len(self._sessions) > self.max_connections:
                 raise TooMany(
                     f"There is a global limit of {self.max_connections} connections. "
@@ -269,16 +202,17 @@ class Router:
                 )
         except ConatError as e:
             session.auth_error = e
+            self.counters.auth_failures += 1
         except asyncio.CancelledError:
             raise
         except Exception as e:
             log.exception("conat: authentication failed unexpectedly")
             session.auth_error = ConatError(f"authentication failed: {e}", 500)
+            self.counters.auth_failures += 1
         else:
             session.identity = identity
             self._per_user[identity.key] = self._per_user.get(identity.key, 0) + 1
         self._spawn(self._send_info(session))
-        return True
 
     def _info(self, session: _Session) -> dict[str, Any]:
         if session.identity is not None:
@@ -292,30 +226,31 @@ class Router:
         return info
 
     async def _send_info(self, session: _Session) -> None:
-        sid = session.sid
-        if session.identity is None:
-            await self.sio.emit(P.INFO, self._info(session), to=sid)
-            await asyncio.sleep(_AUTH_FAILURE_DELAY_S)
-            await self.sio.disconnect(sid)
-            return
-        started = time.monotonic()
-        delay = 5.0
-        while sid in self._sessions and time.monotonic() - started < _INFO_GIVE_UP_S:
-            try:
-                await self.sio.call(
-                    P.INFO, self._info(session), to=sid, timeout=_INFO_TRY_TIMEOUT_S
-                )
+        conn = session.conn
+        try:
+            if session.identity is None:
+                await conn.emit(P.INFO, self._info(session))
+                await asyncio.sleep(_AUTH_FAILURE_DELAY_S)
+                await conn.close()
                 return
-            except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError):
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 30.0)
+            started = time.monotonic()
+            delay = 5.0
+            while session.active and time.monotonic() - started < _INFO_GIVE_UP_S:
+                try:
+                    await conn.call(P.INFO, self._info(session), timeout=_INFO_TRY_TIMEOUT_S)
+                    return
+                except TimeoutError:
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 30.0)
+        except ConnectionClosedError:
+            return
 
-    async def _on_disconnect(self, sid: str, *args: Any) -> None:
-        session = self._sessions.pop(sid, None)
+    async def on_disconnect(self, conn: Connection) -> None:
+        session: _Session | None = self._sessions.pop(conn.sid, None)
         if session is None:
             return
         for pattern, queue in session.subs.items():
-            self.interest.remove(pattern, queue, (sid, pattern))
+            self.interest.remove(pattern, queue, session)
         session.subs.clear()
         if session.identity is not None:
             key = session.identity.key
@@ -330,11 +265,14 @@ class Router:
         assert session.identity is not None
         if await self.permissions.allowed(session.identity, action, subject):
             return
+        self.counters.denials += 1
         verb = "publishing to" if action == "pub" else "subscribing to"
-        message = f"permission denied {verb} '{subject}' from {session.identity.user}"
-        await self.sio.emit(
-            P.PERMISSION, {"message": message, "subject": subject, "type": action}, to=session.sid
-        )
+        user = json.dumps(session.identity.user, separators=(",", ":"))
+        message = f"permission denied {verb} '{subject}' from {user}"
+        with contextlib.suppress(ConnectionClosedError):
+            await session.conn.emit(
+                P.PERMISSION, {"message": message, "subject": subject, "type": action}
+            )
         raise PermissionDenied(message)
 
     # ---- subscribe --------------------------------------------------------------------------
@@ -376,10 +314,10 @@ class Router:
                 f"there is a limit of at most {limit} subscriptions and you currently have "
                 f"{len(session.subs)} subscriptions -- subscription to '{subject}' denied"
             )
-        if session.sid not in self._sessions:
+        if not session.active:
             raise Unauthorized("disconnected")
         session.subs[subject] = queue
-        self.interest.add(subject, queue, (session.sid, subject))
+        self.interest.add(subject, queue, session)
         self._interest_changed.set()
         self._interest_changed = asyncio.Event()
         return {"status": "added"}
@@ -392,7 +330,7 @@ class Router:
             if isinstance(subject, str):
                 queue = session.subs.pop(subject, None)
                 if queue is not None:
-                    self.interest.remove(subject, queue, (session.sid, subject))
+                    self.interest.remove(subject, queue, session)
             results.append(None)
         return results if isinstance(payload, list) else None
 
@@ -437,6 +375,8 @@ class Router:
         await self._check(session, "pub", subject)
         session.recv_messages += 1
         session.recv_bytes += len(chunk)
+        self.counters.messages_in += 1
+        self.counters.bytes_in += len(chunk)
         data = [msg_id, seq, done, encoding, chunk, headers]
         if subject == P.PERMISSIONS_CHANGED and session.identity.is_hub:
             self._forget_permissions(chunk, encoding)
@@ -454,46 +394,53 @@ class Router:
 
     async def _route(self, subject: str, data: list[Any]) -> int:
         count = 0
-        message = {"subject": subject, "data": data}
+        size = len(data[4])
         single_chunk = data[1] == 0 and data[2]
         for pattern, queues in self.interest.match(subject):
-            silent = pattern == _SILENT_PATTERN
+            frames = wire.encode_delivery(pattern, subject, data)
             for members in queues.values():
                 if len(members) == 1:
-                    sid, _ = next(iter(members))
+                    target = next(iter(members))
                 elif single_chunk:
-                    sid, _ = random.choice(tuple(members))
+                    target = random.choice(tuple(members))
                 else:
                     # every chunk of one message must reach the same member of a queue group
-                    ordered = sorted(members)
-                    sid, _ = ordered[zlib.crc32(data[0].encode()) % len(ordered)]
-                await self._emit(sid, pattern, message, len(data[4]))
-                if not silent:
+                    ordered = sorted(members, key=lambda s: s.conn.sid)
+                    target = ordered[zlib.crc32(data[0].encode()) % len(ordered)]
+                await self._deliver(target, frames, size)
+                if pattern != _SILENT_PATTERN:
                     count += 1
         return count
 
     async def _deliver_to_targets(self, subject: str, data: list[Any], targets: Any) -> int:
         if not isinstance(targets, list):
             raise BadRequest("targets must be a list of {pattern, target}")
-        message = {"subject": subject, "data": data}
         count = 0
         for t in targets:
             if not isinstance(t, dict):
                 continue
             pattern, sid = t.get("pattern"), t.get("target")
             session = self._sessions.get(sid) if isinstance(sid, str) else None
-            if session is not None and pattern in session.subs:
-                await self._emit(sid, pattern, message, len(data[4]))
+            if session is not None and isinstance(pattern, str) and pattern in session.subs:
+                frames = wire.encode_delivery(pattern, subject, data)
+                await self._deliver(session, frames, len(data[4]))
                 count += pattern != _SILENT_PATTERN
         return count
 
-    async def _emit(self, sid: str, event: str, message: dict[str, Any], size: int) -> None:
-        session = self._sessions.get(sid)
-        if session is None:
-            return
+    async def _deliver(self, session: _Session, frames: list[wire.Frame], size: int) -> None:
         session.sent_messages += 1
         session.sent_bytes += size
-        await self.sio.emit(event, message, to=sid)
+        counters = self.counters
+        counters.messages_out += 1
+        counters.bytes_out += size
+        try:
+            await session.conn.send_frames(frames)
+        except ConnectionClosedError:
+            pass  # it is going away; on_disconnect cleans up
+
+    def has_counted_interest(self, subject: str) -> bool:
+        """True when a publish would count a receiver (the silent '>' tap does not)."""
+        return any(pattern != _SILENT_PATTERN for pattern, _ in self.interest.match(subject))
 
     # ---- wait for interest ------------------------------------------------------------------
     async def _on_wait_for_interest(self, session: _Session, payload: Any) -> Any:
@@ -514,22 +461,23 @@ class Router:
             raise BadRequest("timeout must be a non-negative number of milliseconds")
         deadline = time.monotonic() + timeout_s
         while True:
-            if self.interest.has_interest(subject):
+            if self.has_counted_interest(subject):
                 return True
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or session.sid not in self._sessions:
+            if remaining <= 0 or not session.active:
                 return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._interest_changed.wait(), remaining)
 
-    # ---- introspection ----------------------------------------------------------------------
+        # ---- introspection ----------------------------------------------------------------------
+
     def connection_stats(self) -> list[dict[str, Any]]:
         """Per-connection figures, for operators."""
         return [
             {
                 "id": s.sid,
                 "user": s.identity.user if s.identity else None,
-                "address": s.address,
+                "address": s.conn.address,
                 "connected": s.connected_at,
                 "subscriptions": len(s.subs),
                 "send": {"messages": s.sent_messages, "bytes": s.sent_bytes},

@@ -154,7 +154,7 @@ async def test_stock_socketio_client_speaks_conat(server: Server, node: str) -> 
     # request/reply to the hub API through a hand-made inbox and CN-Reply header
     h = r["hub_api"]
     assert isinstance(h["ping"]["now"], int) and h["ping"]["now"] > 1_600_000_000_000
-    assert h["test"] == {"account_id": a}
+    assert h["test"]["account_id"] == a
     assert h["listed"]["group"] == "owner" and h["listed"]["title"].startswith("js wire ")
     assert "unknown function" in h["unknown"]["error"]
     async with Client(server.url, cookies={"remember_me": user.cookie}) as py:

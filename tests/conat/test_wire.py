@@ -1,0 +1,148 @@
+"""Engine.IO / Socket.IO v4 packet encoding and decoding, checked against python-socketio's
+own packet codec (a second, independent implementation of the same wire format)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from socketio import packet as sio_packet
+
+from cohub.conat import wire
+from cohub.conat.wire import ProtocolError, decode_message
+
+
+def _python_socketio_decode(frames: list[wire.Frame]) -> sio_packet.Packet:
+    text = frames[0]
+    assert isinstance(text, str) and text[0] == "4"
+    pkt = sio_packet.Packet(encoded_packet=text[1:])
+    for attachment in frames[1:]:
+        pkt.add_attachment(attachment)
+    return pkt
+
+
+@pytest.mark.parametrize(
+    ("event", "args", "ack_id"),
+    [
+        ("info", [{"user": {"account_id": "x"}}], None),
+        ("info", [{"max_payload": 8_000_000}], 12),
+        ("publish", [["s", "id", 0, 1, 0, b"\x00\x01", {"h": "ü"}]], 3),
+        ("x.y.>", [{"subject": "x.y.z", "data": ["id", 0, 1, 0, b"raw", None]}], None),
+        ("many", [b"a", [b"b", {"c": b"c"}]], 99),
+    ],
+)
+def test_events_decode_with_python_socketio(event: str, args: list, ack_id: int | None) -> None:
+    frames = wire.encode_event(event, args, ack_id)
+    pkt = _python_socketio_decode(frames)
+    assert pkt.data == [event, *args]
+    assert pkt.id == ack_id
+
+
+def test_acks_decode_with_python_socketio() -> None:
+    for args in ([{"count": 1}], [None], [[None, None]], [b"bin"]):
+        pkt = _python_socketio_decode(wire.encode_ack(7, args))
+        assert pkt.id == 7 and pkt.data == args
+
+
+def test_delivery_matches_the_generic_encoder() -> None:
+    data = ["mid", 0, 1, 0, b"\x93\x01\x02\x03", {"CN-Reply": "_INBOX.x.y"}]
+    fast = wire.encode_delivery("a.>", "a.b", data)
+    generic = wire.encode_event("a.>", [{"subject": "a.b", "data": data}])
+    assert fast == generic
+    assert _python_socketio_decode(fast).data == ["a.>", {"subject": "a.b", "data": data}]
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        sio_packet.Packet(sio_packet.EVENT, data=["publish", ["s", "i", 0, 1, 0, b"xx"]], id=5),
+        sio_packet.Packet(
+            sio_packet.EVENT, data=["subscribe", {"subject": "a", "queue": "q"}], id=0
+        ),
+        sio_packet.Packet(sio_packet.EVENT, data=["stats", {"recv0": {"messages": 1}}]),
+        sio_packet.Packet(sio_packet.ACK, data=[], id=1),
+        sio_packet.Packet(sio_packet.ACK, data=[b"x"], id=2),
+        sio_packet.Packet(sio_packet.CONNECT, data={"token": "t"}),
+        sio_packet.Packet(sio_packet.DISCONNECT),
+    ],
+)
+def test_decodes_what_python_socketio_encodes(packet: sio_packet.Packet) -> None:
+    encoded = packet.encode()
+    frames = encoded if isinstance(encoded, list) else [encoded]
+    ours = decode_message(frames[0])
+    for attachment in frames[1:]:
+        ours.add_attachment(attachment)
+    assert ours.complete
+    assert ours.id == packet.id
+    assert ours.data == packet.data
+
+
+def test_namespaces_are_parsed() -> None:
+    p = decode_message('2/admin,7["x",1]')
+    assert (p.namespace, p.id, p.data) == ("/admin", 7, ["x", 1])
+    p = decode_message("0/other,")
+    assert p.namespace == "/other" and p.data is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "9",
+        "x",
+        '2["unterminated',
+        "5-[]",
+        "5x-[]",
+        f"5{wire.MAX_ATTACHMENTS + 1}-[]",
+        "2" + "1" * 20 + "[]",
+        "3{}",
+        "2" + "[" * 100_000,
+    ],
+)
+def test_malformed_packets_are_protocol_errors(text: str) -> None:
+    with pytest.raises(ProtocolError):
+        decode_message(text)
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        {"_placeholder": True, "num": 1},
+        {"_placeholder": True, "num": "0"},
+        {"_placeholder": True, "num": -1},
+    ],
+)
+def test_placeholders_must_name_real_attachments(placeholder: dict) -> None:
+    p = decode_message("51-" + json.dumps(["publish", placeholder]))
+    with pytest.raises(ProtocolError):
+        p.add_attachment(b"x")
+
+
+def test_binary_event_waits_for_all_attachments() -> None:
+    p = decode_message('52-["e",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+    assert not p.complete
+    assert not p.add_attachment(b"a")
+    assert p.add_attachment(b"b")
+    assert p.data == ["e", b"a", b"b"]
+
+
+def test_open_and_connect_packets() -> None:
+    opened = json.loads(wire.open_packet("sid1", 25000, 20000, 8_000_000)[1:])
+    assert opened == {
+        "sid": "sid1",
+        "upgrades": [],
+        "pingInterval": 25000,
+        "pingTimeout": 20000,
+        "maxPayload": 8_000_000,
+    }
+    assert wire.connect_packet("abc") == '40{"sid":"abc"}'
+    assert (
+        wire.connect_error_packet("/x", "Invalid namespace")
+        == '44/x,{"message":"Invalid namespace"}'
+    )
+
+
+def test_base64_binary() -> None:
+    assert wire.decode_base64("AAE=") == b"\x00\x01"
+    with pytest.raises(ProtocolError):
+        wire.decode_base64("zz!")
