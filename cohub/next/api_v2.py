@@ -74,7 +74,7 @@ def operations(hub: HubClient) -> list[Operation]:
         async def run(call: Call) -> Any:
             opts = {k: call.body[k] for k in fields if k in call.body}
             result = await hub.call(_who(call), name, [opts])
-            return OK if ok else result
+            return {"status": "ok"} if ok else result
 
         return run
 
@@ -100,7 +100,7 @@ def operations(hub: HubClient) -> list[Operation]:
     async def stop(call: Call) -> Any:
         opts = {"project_id": call.body.get("project_id")}
         state = await hub.call(_who(call), "projects.stop", [opts])
-        return {**OK, "state": state}
+        return {"status": "ok", "state": state}
 
     async def bridge(call: Call) -> Any:
         name = call.body.get("name")
