@@ -48,7 +48,9 @@ class HubClient:
         client = await self._ensure()
         subject = f"hub.{who.kind}.{who.id}.api"
         try:
-            reply = await client.request(subject, {"name": name, "args": args}, timeout=timeout)
+            reply = await client.request(
+                subject, {"name": name, "args": args}, timeout=timeout, wait_for_interest=True
+            )
         except NoSubscribers:
             raise HttpError(
                 "the hub API is not running (no hub-conat-api answers); try again shortly", 503
