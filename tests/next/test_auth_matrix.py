@@ -248,10 +248,8 @@ def test_matrix(world: World, name: str, path: str, body: dict, expected: dict) 
             good = r.status_code == want
             good = good and set(data) == {"error"} and TITLE not in r.text
             if want == 401:
-                good = (
-                    (good
-                    and data["error"].startswith("must be signed in"))
-                    or (good and "API key" in data["error"])
+                good = (good and data["error"].startswith("must be signed in")) or (
+                    good and "API key" in data["error"]
                 )
         if not good:
             failures.append(f"{identity}: wanted {want}, got {r.status_code} {r.text[:200]}")
