@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from . import config, logs
 from .conat import role as router_role
@@ -80,12 +81,22 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,
-        ws="websockets-sansio",
+        ws=_websocket_protocol(),
         ws_per_message_deflate=False,  # never compress small frames (conat.md section 10)
         ws_max_size=16 * 1024 * 1024,
         lifespan="on",
     )
     return 0
+
+
+def _websocket_protocol() -> Any:
+    """Our write-coalescing websocket protocol, or uvicorn's own if its internals moved."""
+    try:
+        from ._websocket_protocol import CoalescingWebSocketProtocol
+    except ImportError:
+        log.warning("uvicorn's websocket internals changed: using its plain sans-I/O protocol")
+        return "websockets-sansio"
+    return CoalescingWebSocketProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
