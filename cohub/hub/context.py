@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,7 +119,12 @@ def int_option(
     value = opts.get(name, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value != int(value)
+    ):
         raise ApiError(f"'{name}' must be an integer")
     if not minimum <= value <= maximum:
         raise ApiError(f"'{name}' must be between {minimum} and {maximum}")

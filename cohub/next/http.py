@@ -9,6 +9,7 @@ form. Every error is ``{"error": message}``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 MAX_BODY_BYTES = 1_000_000
 MAX_JSON_DEPTH = 64
+MAX_SAFE_INTEGER = 2**53  # JavaScript's limit; larger numbers cannot be passed on exactly
 NOT_SIGNED_IN = "must be signed in"
 
 
@@ -46,6 +48,27 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+class _NumberOutOfRange(Exception):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20 or abs(value := int(text)) > MAX_SAFE_INTEGER:
+        raise _NumberOutOfRange
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NumberOutOfRange
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object body; HttpError for anything else."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -65,7 +88,14 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = json.loads(
+            body, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant
+        )
+    except _NumberOutOfRange:
+        raise HttpError(
+            f"numbers in the request body must be between -{MAX_SAFE_INTEGER} and "
+            f"{MAX_SAFE_INTEGER}"
+        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise HttpError("request body must be JSON") from None
     if not isinstance(data, dict):
