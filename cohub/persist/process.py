@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -16,7 +17,6 @@ import sys
 
 from .. import config, logs
 from ..conat.client import Client
-from ..conat.errors import ConatError
 from ..cookies import HUB_PASSWORD, cookie_name
 from .server import PersistServer
 from .storage import Mode
@@ -41,13 +41,23 @@ async def run(settings: config.Settings, server_id: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     parent = os.getppid()
-    while not stop.is_set():
-        try:
-            await nc.connect(timeout=30)
+    _die_with_parent()
+    # connecting may retry for as long as the router is down: stay stoppable meanwhile
+    while True:
+        connecting = asyncio.ensure_future(nc.connect(timeout=30))
+        while not connecting.done():
+            if stop.is_set() or os.getppid() != parent:
+                log.warning("persist %s: stopping before the router answered", server_id)
+                connecting.cancel()
+                await asyncio.gather(connecting, return_exceptions=True)
+                await nc.close()
+                return
+            await asyncio.wait({connecting}, timeout=1.0)
+        error = connecting.exception()
+        if error is None:
             break
-        except ConatError as e:
-            log.info("persist %s: router not reachable yet (%s)", server_id, e)
-            await asyncio.sleep(1)
+        log.info("persist %s: router not reachable yet (%s)", server_id, error)
+        await asyncio.sleep(1)
     server = PersistServer(
         nc,
         server_id,
@@ -67,6 +77,15 @@ async def run(settings: config.Settings, server_id: str) -> None:
     finally:
         await server.stop()
         await nc.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, so no orphan outlives it."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def main(argv: list[str] | None = None) -> int:
