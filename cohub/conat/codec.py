@@ -66,6 +66,15 @@ def check_headers(headers: object) -> Headers | None:
         return None
     if not isinstance(headers, dict):
         raise BadRequest("headers must be an object")
+    if len(headers) <= 16:  # the common case: a few short strings, sized without encoding
+        size = 0
+        for k, v in headers.items():
+            if type(k) is not str or type(v) is not str:
+                break
+            size += len(k) + len(v)
+        else:
+            if 6 * size <= MAX_HEADERS_BYTES:  # even if every character were escaped
+                return headers
     try:
         size = len(json.dumps(headers, default=str))
     except (TypeError, ValueError) as e:

@@ -64,9 +64,17 @@ class Permissions:
         self._ttl = ttl
         self._max = max_entries
         self._cache: OrderedDict[tuple[str, str, str], tuple[float, bool]] = OrderedDict()
+        # outcomes of the pure rule table, which never change for an identity and subject
+        self._rules: dict[tuple[Identity, Action, str], bool | NeedsCollaborator] = {}
 
     async def allowed(self, identity: Identity, action: Action, subject: str) -> bool:
-        outcome = rule(identity, action, subject)
+        rule_key = (identity, action, subject)
+        outcome = self._rules.get(rule_key)
+        if outcome is None:
+            outcome = rule(identity, action, subject)
+            if len(self._rules) >= self._max:
+                self._rules.clear()  # pure and cheap to recompute: no need for LRU order
+            self._rules[rule_key] = outcome
         if not isinstance(outcome, NeedsCollaborator):
             return outcome
         key = (identity.id, "collab", str(outcome))

@@ -42,6 +42,7 @@ _AUTH_FAILURE_DELAY_S = 0.025
 _INFO_TRY_TIMEOUT_S = 7.5
 _INFO_GIVE_UP_S = 120.0
 _SILENT_PATTERN = ">"
+_VALID_SUBJECT_CACHE = 10_000
 
 
 @dataclass(eq=False, slots=True)
@@ -92,6 +93,7 @@ class Router:
         self.interest: Interest[_Session] = Interest()
         self.counters = RouterCounters()
         self._sessions: dict[str, _Session] = {}
+        self._valid_subjects: dict[str, None] = {}  # publish subjects already validated
         self._per_user: dict[str, int] = {}
         self._interest_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -154,7 +156,10 @@ class Router:
             result = await self._run(session, handler, payload)
         if ack_id is not None:
             with contextlib.suppress(ConnectionClosedError):
-                await conn.ack(ack_id, result)
+                if type(result) is dict and len(result) == 1 and type(result.get("count")) is int:
+                    await conn.send_frames([wire.encode_count_ack(ack_id, result["count"])])
+                else:
+                    await conn.ack(ack_id, result)
 
     async def _run_and_ack(
         self,
@@ -353,10 +358,14 @@ class Router:
         targets = payload[7] if len(payload) > 7 else None
         if not isinstance(subject, str):
             raise BadRequest("invalid subject: must be a string")
-        try:
-            validate_subject(subject)
-        except InvalidSubject as e:
-            raise BadRequest(f"invalid subject: {e}") from None
+        if subject not in self._valid_subjects:
+            try:
+                validate_subject(subject)
+            except InvalidSubject as e:
+                raise BadRequest(f"invalid subject: {e}") from None
+            if len(self._valid_subjects) >= _VALID_SUBJECT_CACHE:
+                self._valid_subjects.clear()
+            self._valid_subjects[subject] = None
         if not isinstance(msg_id, str) or not msg_id or len(msg_id) > _MAX_ID_LENGTH:
             raise BadRequest("message id must be a non-empty string of at most 128 characters")
         if type(seq) is not int or seq < 0:

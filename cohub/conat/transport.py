@@ -209,15 +209,16 @@ class SocketIOApp:
         pending: Packet | None = None
         opened = time.monotonic()
         while True:
-            timeout = (
-                None if connected else max(0.0, _CONNECT_TIMEOUT_S - (time.monotonic() - opened))
-            )
-            try:
-                message = await asyncio.wait_for(receive(), timeout)
-            except TimeoutError:
-                log.info("conat: closing %s: no socket.io connect", conn.sid)
-                await conn.close(1008)
-                return
+            if connected:
+                message = await receive()
+            else:
+                timeout = max(0.0, _CONNECT_TIMEOUT_S - (time.monotonic() - opened))
+                try:
+                    message = await asyncio.wait_for(receive(), timeout)
+                except TimeoutError:
+                    log.info("conat: closing %s: no socket.io connect", conn.sid)
+                    await conn.close(1008)
+                    return
             mtype = message["type"]
             if mtype == "websocket.disconnect":
                 return

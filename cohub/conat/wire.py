@@ -65,7 +65,8 @@ class Packet:
         self.buffers.append(data)
         if len(self.buffers) < self.attachments:
             return False
-        self.data = _fill(self.data, self.buffers)
+        if not _fill_publish_chunk(self.data, data) or self.attachments != 1:
+            self.data = _fill(self.data, self.buffers)
         return True
 
 
@@ -110,6 +111,28 @@ def decode_message(text: str) -> Packet:
     if attachments == 0 and ptype in (BINARY_EVENT, BINARY_ACK):
         packet.data = _fill(data, [])
     return packet
+
+
+def _fill_publish_chunk(data: Any, chunk: bytes) -> bool:
+    """The hot path: ``["publish", [subject, id, seq, done, encoding, <chunk>, ...]]`` whose only
+    placeholder is the chunk. True when it was filled in place."""
+    if not (isinstance(data, list) and len(data) == 2 and isinstance(data[1], list)):
+        return False
+    frame = data[1]
+    if len(frame) < 6 or frame[5] != _PLACEHOLDER or len(frame) > 8:
+        return False
+    if any(_has_placeholder(v) for i, v in enumerate(frame) if i != 5):
+        return False
+    frame[5] = chunk
+    return True
+
+
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "_placeholder" in value or any(_has_placeholder(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
 
 
 def decode_base64(text: str) -> bytes:
@@ -161,6 +184,11 @@ def encode_event(event: str, args: list[Any], ack_id: int | None = None) -> list
 
 def encode_ack(ack_id: int, args: list[Any]) -> list[Frame]:
     return _encode(ACK, BINARY_ACK, ack_id, args)
+
+
+def encode_count_ack(ack_id: int, count: int) -> str:
+    """The publish ack ``[{"count": n}]``, the most frequent frame the router writes."""
+    return f'43{ack_id}[{{"count":{count}}}]'
 
 
 def encode_delivery(pattern: str, subject: str, data: list[Any]) -> list[Frame]:
