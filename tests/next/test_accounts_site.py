@@ -208,3 +208,31 @@ def test_first_admin_from_the_environment(site: Site) -> None:
         cookies={COOKIE: someone.cookies[COOKIE]},
     )
     assert r.status_code == 403 and "admin" in r.json()["error"]
+
+
+def test_invite_collaborator_sends_an_email(site: Site) -> None:
+    owner, invitee = _sign_up(site), _sign_up(site)
+    cookie = {COOKIE: owner.cookies[COOKIE]}
+    pid = api(site.base, "projects/create", {"title": "Invited"}, cookies=cookie).json()[
+        "project_id"
+    ]
+    key = api(site.base, "api-keys", {"action": "create"}, cookies=cookie).json()["response"][0][
+        "secret"
+    ]
+    before = len(site.mailbox.messages)
+    r = api(
+        site.base,
+        "api/conat/hub",
+        {
+            "name": "projects.inviteCollaborator",
+            "args": [{"project_id": pid, "account_id": invitee.json()["account_id"]}],
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 200 and r.json() == {"added": True, "email": "sent"}, r.text
+    assert len(site.mailbox.messages) == before + 1
+    mail = site.mailbox.messages[-1]
+    assert "Invited" in mail["Subject"]
+    assert f"{site.base}projects/{pid}" in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    listed = api(site.base, "projects/collaborators/list", {"project_id": pid}, cookies=cookie)
+    assert invitee.json()["account_id"] in [c["account_id"] for c in listed.json()]

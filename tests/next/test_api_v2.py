@@ -337,3 +337,20 @@ def test_hostile_project_ids(server: Server, user: User, body: dict) -> None:
     for path in ("projects/start", "projects/collaborators/list", "exec", "projects/delete"):
         r = api(server.url + "/", path, body, cookies={"remember_me": user.cookie})
         assert r.status_code == 400 and "project_id" in r.json()["error"], (path, r.text)
+
+
+def test_invite_without_email_configured_says_so(
+    server: Server, user: User, other_user: User
+) -> None:
+    pid = _project(server, user)
+    key = _key(server, user)
+    r = api(
+        server.url + "/",
+        "api/conat/hub",
+        {
+            "name": "projects.inviteCollaborator",
+            "args": [{"project_id": pid, "account_id": other_user.account_id}],
+        },
+        headers=bearer(key),
+    )
+    assert r.json() == {"added": True, "email": "not sent: email is not configured on this server"}
