@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..db import messages as db_messages
 from ..db.errors import NotFound
@@ -48,6 +48,7 @@ async def get(ctx: Context, *args: Any) -> list[dict[str, Any]]:
     kind = opts.get("type") or "received"
     if kind not in KINDS:
         raise ApiError(f"'type' must be one of {', '.join(KINDS)}")
+    kind = cast(db_messages.MessageKind, kind)
     limit = int_option(opts, "limit", default=100, minimum=1, maximum=1000) or 100
     offset = int_option(opts, "offset", default=0, minimum=0, maximum=1_000_000) or 0
     return await db_messages.get(
