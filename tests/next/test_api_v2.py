@@ -354,3 +354,17 @@ def test_invite_without_email_configured_says_so(
         headers=bearer(key),
     )
     assert r.json() == {"added": True, "email": "not sent: email is not configured on this server"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"limit": 1e400}', b'{"limit": 123456789012345678901234567890}', b'{"limit": NaN}'],
+)
+def test_numbers_out_of_range_are_refused(server: Server, user: User, raw: bytes) -> None:
+    r = httpx.post(
+        server.url + "/api/v2/projects/get",
+        content=raw,
+        headers={"content-type": "application/json"},
+        cookies={"remember_me": user.cookie},
+    )
+    assert r.status_code == 400 and r.json()["error"]
