@@ -173,6 +173,9 @@ class Client:
         self._replies: dict[str, asyncio.Queue[Message]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_lock = asyncio.Lock()
+        self._recv0_messages = 0  # received since this connection began (the stats event)
+        self._recv0_bytes = 0
+        self._stats_task: asyncio.Task[None] | None = None
         self._closed = False
         self.sio.on("info", self._on_info)
         self.sio.on("permission", self._on_permission)
@@ -250,6 +253,10 @@ class Client:
         self._signed_in.set()
         if self.identity is not None:
             self._spawn(self._sync_subscriptions())
+            if self._stats_task is None or self._stats_task.done():
+                self._stats_task = asyncio.ensure_future(self._report_stats())
+                self._tasks.add(self._stats_task)
+                self._stats_task.add_done_callback(self._tasks.discard)
 
     async def _on_permission(self, payload: Any) -> None:
         if isinstance(payload, dict) and isinstance(payload.get("subject"), str):
@@ -261,6 +268,16 @@ class Client:
 
     async def _on_disconnect(self, *args: Any) -> None:
         self._signed_in.clear()
+        self._recv0_messages = self._recv0_bytes = 0
+
+    async def _report_stats(self) -> None:
+        """Tell the router what this connection has received, every few seconds."""
+        while not self._closed:
+            await asyncio.sleep(P.STATS_INTERVAL_S)
+            if self.connected:
+                recv0 = {"messages": self._recv0_messages, "bytes": self._recv0_bytes}
+                with contextlib.suppress(socketio.exceptions.SocketIOError):
+                    await self.sio.emit(P.STATS, {"recv0": recv0})
 
     async def _on_delivery(self, event: str, payload: Any = None) -> None:
         interest = self._interests.get(event)
@@ -274,6 +291,8 @@ class Client:
         headers = data[5] if len(data) > 5 and isinstance(data[5], dict) else None
         if not isinstance(chunk, bytes):
             return
+        self._recv0_messages += 1
+        self._recv0_bytes += len(chunk)
         msg = interest.assembler.feed(subject, msg_id, seq, bool(done), encoding, chunk, headers)
         if msg is not None:
             for sub in interest.subs:

@@ -47,6 +47,11 @@ PUBLISH_ACK_TIMEOUT: Final = 30.0
 # Hubs publish here after a collaborator change; routers drop cached decisions at once.
 PERMISSIONS_CHANGED: Final = "sys.conat.permissions.changed"
 
+# A request here (hubs and admins only: it is under sys.) is answered by every router with
+# its per-connection figures, including what clients report in their ``stats`` events.
+CONNECTIONS_SUBJECT: Final = "sys.conat.connections"
+STATS_INTERVAL_S: Final = 5.0
+
 # Queue group used by services (load-balanced).
 SERVICE_QUEUE: Final = "0"
 

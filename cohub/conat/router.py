@@ -23,12 +23,18 @@ from typing import Any
 
 from . import protocol as P
 from . import wire
-from .codec import check_encoding, check_headers, decode
+from .codec import check_encoding, check_headers, decode, encode
 from .errors import BadRequest, ConatError, PermissionDenied, TooMany, Unauthorized
 from .identity import Identity
 from .metrics import RouterCounters
 from .permissions import Action, Permissions
-from .subjects import Interest, InvalidSubject, validate_pattern, validate_subject
+from .subjects import (
+    Interest,
+    InvalidSubject,
+    is_valid_subject,
+    validate_pattern,
+    validate_subject,
+)
 from .transport import Connection, ConnectionClosedError, SocketIOApp
 
 log = logging.getLogger("cohub.conat.router")
@@ -387,11 +393,16 @@ class Router:
         self.counters.messages_in += 1
         self.counters.bytes_in += len(chunk)
         data = [msg_id, seq, done, encoding, chunk, headers]
+        answered = 0  # the router itself answers on a few subjects
         if subject == P.PERMISSIONS_CHANGED and session.identity.is_hub:
             self._forget_permissions(chunk, encoding)
+        elif subject == P.CONNECTIONS_SUBJECT and done:
+            # permission to publish here (sys.>) already means hub or admin
+            self._spawn(self._answer_connections(headers))
+            answered = 1
         if targets is not None:
             return {"count": await self._deliver_to_targets(subject, data, targets)}
-        return {"count": await self._route(subject, data)}
+        return {"count": await self._route(subject, data) + answered}
 
     def _forget_permissions(self, chunk: bytes, encoding: int) -> None:
         try:
@@ -400,6 +411,16 @@ class Router:
             change = None
         project_id = change.get("project_id") if isinstance(change, dict) else None
         self.permissions.forget(project_id if isinstance(project_id, str) else None)
+
+    async def _answer_connections(self, headers: Any) -> None:
+        """Reply to a request on the connections subject with per-connection figures."""
+        reply_to = headers.get(P.REPLY_HEADER) if isinstance(headers, dict) else None
+        if not isinstance(reply_to, str) or not is_valid_subject(reply_to):
+            return
+        raw = encode({"server": self.server_id, "connections": self.connection_stats()})
+        data = [uuid.uuid4().hex[:10], 0, 1, P.Encoding.MSGPACK, raw, None]
+        await asyncio.sleep(0)  # the request's own publish ack goes first
+        await self._route(reply_to, data)
 
     async def _route(self, subject: str, data: list[Any]) -> int:
         count = 0
