@@ -11,13 +11,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+
+from cohub.conat.client import Client
 
 
 def _test_db() -> str:
@@ -175,3 +178,19 @@ def user(server: Server) -> User:
 @pytest.fixture
 def other_user(server: Server) -> User:
     return sign_up(server)
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
+    """connect(server, cookies, **options) -> a signed-in Conat client, closed after the test."""
+    clients: list[Client] = []
+
+    async def make(server: Server, cookies: dict[str, str], **options: Any) -> Client:
+        client = Client(server.url, cookies=cookies, **options)
+        clients.append(client)
+        await client.connect()
+        return client
+
+    yield make
+    for c in clients:
+        await c.close()

@@ -1,29 +1,12 @@
-"""Persist fixtures: Conat clients on the session's server, and a server of our own."""
+"""Persist fixtures: a server of our own, with two persist processes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from cohub.conat.client import Client
 from tests.conftest import Server, start_server, stop_server
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
-    """connect(server, cookies) -> a signed-in Client, closed after the test."""
-    clients: list[Client] = []
-
-    async def make(server: Server, cookies: dict[str, str]) -> Client:
-        client = Client(server.url, cookies=cookies)
-        clients.append(client)
-        await client.connect()
-        return client
-
-    yield make
-    for c in clients:
-        await c.close()
 
 
 @pytest.fixture(scope="module")
