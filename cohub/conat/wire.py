@@ -121,7 +121,9 @@ def _fill_publish_chunk(data: Any, chunk: bytes) -> bool:
     frame = data[1]
     if len(frame) < 6 or frame[5] != _PLACEHOLDER or len(frame) > 8:
         return False
-    if any(_has_placeholder(v) for i, v in enumerate(frame) if i != 5):
+    # fields 0-4 must be scalars (the router refuses anything else); only the headers and the
+    # delivery targets could hide another placeholder
+    if len(frame) > 6 and any(_has_placeholder(v) for v in frame[6:]):
         return False
     frame[5] = chunk
     return True

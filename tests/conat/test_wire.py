@@ -146,3 +146,16 @@ def test_base64_binary() -> None:
     assert wire.decode_base64("AAE=") == b"\x00\x01"
     with pytest.raises(ProtocolError):
         wire.decode_base64("zz!")
+
+
+def test_publish_fast_path_and_placeholders_elsewhere() -> None:
+    p = decode_message('51-["publish",["s","id",0,1,0,{"_placeholder":true,"num":0},{"h":1}]]')
+    assert p.add_attachment(b"chunk")
+    assert p.data == ["publish", ["s", "id", 0, 1, 0, b"chunk", {"h": 1}]]
+    # a placeholder in the headers too: both are filled the generic way
+    p = decode_message(
+        '51-["publish",["s","id",0,1,0,{"_placeholder":true,"num":0},'
+        '{"h":{"_placeholder":true,"num":0}}]]'
+    )
+    assert p.add_attachment(b"c")
+    assert p.data == ["publish", ["s", "id", 0, 1, 0, b"c", {"h": b"c"}]]
