@@ -224,3 +224,28 @@ async def test_client_validates_subjects(server, user, connect) -> None:
     await client.subscribe(subject, queue="one")
     with pytest.raises(BadRequest, match="one queue group"):
         await client.subscribe(subject, queue="two")
+
+
+async def test_same_subject_twice_shares_one_server_subscription(server, user, connect) -> None:
+    """conat.md 9.3: two local iterators, one server subscription, dropped only when both close."""
+    client = await connect(server, {"remember_me": user.cookie})
+    subject = f"account.{user.account_id}.twice"
+    first = await client.subscribe(subject)
+    second = await client.subscribe(subject)
+    held = await client.sio.call("subscriptions", None, timeout=5)
+    assert held.count(subject) == 1
+    assert (await client.publish(subject, 1)).count == 1  # one server-side subscription
+    assert (await first.next(timeout=5)).data == 1
+    assert (await second.next(timeout=5)).data == 1
+    first.close()
+    await asyncio.sleep(0.2)
+    assert subject in await client.sio.call("subscriptions", None, timeout=5)
+    assert (await client.publish(subject, 2)).count == 1
+    assert (await second.next(timeout=5)).data == 2
+    second.close()
+    for _ in range(50):
+        if subject not in await client.sio.call("subscriptions", None, timeout=5):
+            break
+        await asyncio.sleep(0.05)
+    assert subject not in await client.sio.call("subscriptions", None, timeout=5)
+    assert (await client.publish(subject, 3)).count == 0
