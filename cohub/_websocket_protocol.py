@@ -53,6 +53,36 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    # Reading: uvicorn pauses the transport after every received message and resumes it when the
+    # app has taken it, two epoll changes per frame (four per publish). Pause only when the app
+    # falls behind by a window of messages instead; memory stays bounded all the same.
+    def send_receive_event_to_app(self) -> None:
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # past websocket.close: keep reading only for the peer's close reply
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.logger.info("invalid UTF-8 in a websocket text frame; closing")
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused and self.queue.qsize() >= _READ_HIGH_WATER:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    async def receive(self) -> Any:
+        message = await self.queue.get()
+        if self.read_paused and self.queue.qsize() <= _READ_LOW_WATER:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         output = self._out
@@ -71,5 +101,7 @@ def _header(opcode: int, length: int) -> bytes:
     return _HEADER64.pack(0x80 | opcode, 127, length)
 
 
+_READ_HIGH_WATER = 64  # received messages waiting for the app before reading pauses
+_READ_LOW_WATER = 16
 _HEADER16 = struct.Struct("!BBH")
 _HEADER64 = struct.Struct("!BBQ")
