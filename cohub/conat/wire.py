@@ -195,18 +195,25 @@ def encode_count_ack(ack_id: int, count: int) -> str:
 
 def encode_delivery(pattern: str, subject: str, data: list[Any]) -> list[Frame]:
     """A Conat delivery ``{subject, data: [id, seq, done, encoding, chunk, headers]}``, whose
-    only binary part is the chunk: built directly, since it is the router's hot path."""
-    chunk = data[4]
-    head = _dumps(
-        [
-            pattern,
-            {
-                "subject": subject,
-                "data": [data[0], data[1], data[2], data[3], _PLACEHOLDER, data[5]],
-            },
-        ]
+    only binary part is the chunk. Built by hand: a generic JSON encode per delivery was a tenth
+    of the router's CPU. The router has checked the types: id a string, seq and encoding ints,
+    done 0/1 or a bool, headers a JSON object or null."""
+    msg_id, seq, done, encoding, chunk, headers = data
+    head = (
+        f'451-[{_string(pattern)},{{"subject":{_string(subject)},"data":[{_string(msg_id)},'
+        f"{seq:d},{_json_flag(done)},{encoding:d},"
+        f'{{"_placeholder":true,"num":0}},{"null" if headers is None else _dumps(headers)}]}}]'
     )
-    return [f"451-{head}", chunk]
+    return [head, chunk]
+
+
+_string: Final = json.encoder.encode_basestring  # C, and like _dumps it keeps non-ASCII as is
+
+
+def _json_flag(value: int | bool) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    return "1" if value else "0"
 
 
 _PLACEHOLDER: Final = {"_placeholder": True, "num": 0}

@@ -159,3 +159,21 @@ def test_publish_fast_path_and_placeholders_elsewhere() -> None:
     )
     assert p.add_attachment(b"c")
     assert p.data == ["publish", ["s", "id", 0, 1, 0, b"c", {"h": b"c"}]]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["id", 0, 1, 0, b"x", None],
+        ['id\u00e9"\\', 3, 0, 1, b"", {"CN-Reply": "_INBOX.a.b", "ü": [1, None]}],
+        ["i", 0, True, 0, b"y", {}],
+        ["i", 7, False, 1, b"z", {"n": 1.5}],
+    ],
+)
+def test_hand_built_delivery_is_the_json_of_the_generic_one(data: list) -> None:
+    for pattern, subject in [("a.>", "a.b"), ("é.*", "é.\u2028"), ('q"uote', 'q"uote')]:
+        fast = wire.encode_delivery(pattern, subject, data)
+        generic = wire.encode_event(pattern, [{"subject": subject, "data": data}])
+        assert json.loads(fast[0][4:]) == json.loads(generic[0][4:])
+        assert fast[1:] == generic[1:]
+        assert _python_socketio_decode(fast).data == [pattern, {"subject": subject, "data": data}]
