@@ -14,6 +14,7 @@ from typing import Literal
 
 from ..ids import is_uuid
 from .identity import Identity
+from .protocol import PERMISSION_CACHE_S
 
 Action = Literal["pub", "sub"]
 IsCollaborator = Callable[[str, str], Awaitable[bool]]
@@ -58,7 +59,10 @@ class Permissions:
     """Decisions with a bounded, time-limited cache."""
 
     def __init__(
-        self, is_collaborator: IsCollaborator, ttl: float = 60.0, max_entries: int = 10_000
+        self,
+        is_collaborator: IsCollaborator,
+        ttl: float = PERMISSION_CACHE_S,
+        max_entries: int = 10_000,
     ) -> None:
         self._is_collaborator = is_collaborator
         self._ttl = ttl

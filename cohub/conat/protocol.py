@@ -46,6 +46,12 @@ PUBLISH_ACK_TIMEOUT: Final = 30.0
 
 # Hubs publish here after a collaborator change; routers drop cached decisions at once.
 PERMISSIONS_CHANGED: Final = "sys.conat.permissions.changed"
+# Routers also check on their own: subscriptions every PERMISSION_SWEEP_S (through a decision
+# cache of PERMISSION_CACHE_S), identities every REAUTHENTICATE_S, so a change made where no
+# hub announced it still takes effect within a minute.
+PERMISSION_SWEEP_S: Final = 15.0
+PERMISSION_CACHE_S: Final = 45.0
+REAUTHENTICATE_S: Final = 60.0
 
 # A request here (hubs and admins only: it is under sys.) is answered by every router with
 # its per-connection figures, including what clients report in their ``stats`` events.

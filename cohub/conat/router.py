@@ -58,6 +58,8 @@ class _Session:
     auth_error: ConatError | None = None
     subs: dict[str, str] = field(default_factory=dict)  # pattern -> queue
     connected_at: float = field(default_factory=time.time)
+    authenticated_at: float = field(default_factory=time.monotonic)
+    user_key: str | None = None  # counted against the per-user connection limit
     client_stats: dict[str, Any] = field(default_factory=dict)
     sent_messages: int = 0
     sent_bytes: int = 0
@@ -103,6 +105,7 @@ class Router:
         self._per_user: dict[str, int] = {}
         self._interest_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self.app = SocketIOApp(
             self, max_payload=max_payload, ping_interval=ping_interval, ping_timeout=ping_timeout
         )
@@ -128,6 +131,8 @@ class Router:
         return len(self.interest)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._tasks):
             task.cancel()
         await self.app.close()
@@ -222,8 +227,11 @@ class Router:
             self.counters.auth_failures += 1
         else:
             session.identity = identity
+            session.user_key = identity.key
             self._per_user[identity.key] = self._per_user.get(identity.key, 0) + 1
         self._spawn(self._send_info(session))
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep())
 
     def _info(self, session: _Session) -> dict[str, Any]:
         if session.identity is not None:
@@ -260,11 +268,10 @@ class Router:
         session: _Session | None = self._sessions.pop(conn.sid, None)
         if session is None:
             return
-        for pattern, queue in session.subs.items():
-            self.interest.remove(pattern, queue, session)
-        session.subs.clear()
-        if session.identity is not None:
-            key = session.identity.key
+        for pattern in list(session.subs):
+            self._drop_subscription(session, pattern)
+        key = session.user_key
+        if key is not None:
             left = self._per_user.get(key, 1) - 1
             if left > 0:
                 self._per_user[key] = left
@@ -339,9 +346,7 @@ class Router:
         for item in items:
             subject = item.get("subject") if isinstance(item, dict) else None
             if isinstance(subject, str):
-                queue = session.subs.pop(subject, None)
-                if queue is not None:
-                    self.interest.remove(subject, queue, session)
+                self._drop_subscription(session, subject)
             results.append(None)
         return results if isinstance(payload, list) else None
 
@@ -395,7 +400,7 @@ class Router:
         data = [msg_id, seq, done, encoding, chunk, headers]
         answered = 0  # the router itself answers on a few subjects
         if subject == P.PERMISSIONS_CHANGED and session.identity.is_hub:
-            self._forget_permissions(chunk, encoding)
+            self._permissions_changed(chunk, encoding)
         elif subject == P.CONNECTIONS_SUBJECT and done:
             # permission to publish here (sys.>) already means hub or admin
             self._spawn(self._answer_connections(headers))
@@ -404,13 +409,94 @@ class Router:
             return {"count": await self._deliver_to_targets(subject, data, targets)}
         return {"count": await self._route(subject, data) + answered}
 
-    def _forget_permissions(self, chunk: bytes, encoding: int) -> None:
+    def _permissions_changed(self, chunk: bytes, encoding: int) -> None:
+        """A hub says access changed: ``{project_id}`` (collaborators), ``{account_id}`` (a
+        session or key ended, a ban), or anything else (everything). Cached decisions go, and
+        the connections concerned are checked again at once, not only at the next sweep."""
         try:
             change = decode(chunk, encoding)
         except ConatError:
             change = None
-        project_id = change.get("project_id") if isinstance(change, dict) else None
-        self.permissions.forget(project_id if isinstance(project_id, str) else None)
+        change = change if isinstance(change, dict) else {}
+        project_id, account_id = change.get("project_id"), change.get("account_id")
+        if isinstance(project_id, str):
+            self.permissions.forget(project_id)
+            affected = [s for s in self._sessions.values() if any(project_id in p for p in s.subs)]
+            self._spawn(self._recheck_all(affected, reauthenticate=False))
+        elif isinstance(account_id, str):
+            affected = [
+                s
+                for s in self._sessions.values()
+                if s.identity is not None and s.identity.id == account_id
+            ]
+            self._spawn(self._recheck_all(affected, reauthenticate=True))
+        else:
+            self.permissions.forget()
+            self._spawn(self._recheck_all(list(self._sessions.values()), reauthenticate=True))
+
+    async def _recheck_all(self, sessions: list[_Session], *, reauthenticate: bool) -> None:
+        for session in sessions:
+            await self._recheck(session, reauthenticate=reauthenticate)
+
+    async def _sweep(self) -> None:
+        """Every few seconds, check that what each connection holds is still allowed: its
+        identity (a signed-out session or deleted key ends the connection) at least every
+        ``REAUTHENTICATE_S``, and its subscriptions through the permission cache."""
+        while self._sessions:
+            await asyncio.sleep(P.PERMISSION_SWEEP_S)
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                due = now - session.authenticated_at >= P.REAUTHENTICATE_S
+                await self._recheck(session, reauthenticate=due)
+
+    async def _recheck(self, session: _Session, *, reauthenticate: bool) -> None:
+        identity = session.identity
+        if identity is None or identity.is_hub or not session.active:
+            return
+        try:
+            if reauthenticate:
+                try:
+                    fresh = await self._authenticate(session.conn.cookies)
+                except ConatError as e:
+                    await self._end_session(session, e)
+                    return
+                session.authenticated_at = time.monotonic()
+                if fresh.key != identity.key:
+                    await self._end_session(
+                        session, Unauthorized("identity changed; sign in again")
+                    )
+                    return
+                session.identity = identity = fresh  # e.g. admin granted or revoked
+            for pattern in list(session.subs):
+                if not await self.permissions.allowed(identity, "sub", pattern):
+                    self._drop_subscription(session, pattern)
+                    self.counters.denials += 1
+                    message = f"permission to subscribe to '{pattern}' was revoked"
+                    with contextlib.suppress(ConnectionClosedError):
+                        await session.conn.emit(
+                            P.PERMISSION, {"message": message, "subject": pattern, "type": "sub"}
+                        )
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a database hiccup must not end the sweep for everyone
+            log.exception("conat: permission recheck failed for %s", session.sid)
+
+    async def _end_session(self, session: _Session, error: ConatError) -> None:
+        """Tell the client why (an info with the error, as at sign-in) and disconnect it."""
+        log.info("conat: ending %s: %s", session.sid, error.message)
+        session.auth_error = error
+        session.identity = None
+        for pattern in list(session.subs):
+            self._drop_subscription(session, pattern)
+        with contextlib.suppress(ConnectionClosedError):
+            await session.conn.emit(P.INFO, self._info(session))
+            await asyncio.sleep(_AUTH_FAILURE_DELAY_S)
+        await session.conn.close()
+
+    def _drop_subscription(self, session: _Session, pattern: str) -> None:
+        queue = session.subs.pop(pattern, None)
+        if queue is not None:
+            self.interest.remove(pattern, queue, session)
 
     async def _answer_connections(self, headers: Any) -> None:
         """Reply to a request on the connections subject with per-connection figures."""
