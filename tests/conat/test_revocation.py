@@ -12,9 +12,9 @@ from cohub.conat.protocol import PERMISSIONS_CHANGED
 from tests.conftest import Server, sign_up
 
 
-async def _post(url: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient() as http:
-        return await http.post(url, **kwargs)
+async def _post(url: str, json: dict, cookies: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient(cookies=cookies) as http:
+        return await http.post(url, json=json)
 
 
 async def _until(predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
