@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tomllib
 from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import config, logs
 from .conat import role as router_role
 from .conat.auth import load_or_create_secret
 from .db import engine
+from .db.errors import DBError
 from .hub import role as api_role
 from .next import app as next_role
 from .persist import role as persist_role
@@ -19,6 +23,10 @@ from .roles import Role, RoleContext, compose
 from .services import stats as stats_role
 
 log = logging.getLogger("cohub")
+
+DESCRIPTION = """The hub layer of a collaborative computing platform: the Conat router, persistence,
+the hub API and the pages. `cohub serve` runs every role in one process; `--role` picks some.
+Every option also reads COHUB_<NAME> from the environment or a TOML file (--config)."""
 
 RoleFactory = Callable[[RoleContext], Role]
 
@@ -32,8 +40,28 @@ BUILT: dict[str, RoleFactory] = {
 }
 
 
+# roles that connect to a router as Conat clients
+NEEDS_ROUTER = frozenset({"hub-conat-api", "hub-conat-persist", "hub-next"})
+
+
+def _explain(error: BaseException, settings: config.Settings) -> str:
+    """A start-up failure in one line that says what to do."""
+    if isinstance(error, SQLAlchemyError):
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return (
+            f"the database at {settings.database_url.split('@')[-1]} does not answer ({reason}); "
+            "check --db-url (COHUB_DB_URL) and that the database server is running"
+        )
+    if isinstance(error, OSError):
+        return (
+            f"{error.strerror or error} for {error.filename or settings.data_dir}; check "
+            "--data-dir (COHUB_DATA_DIR) and its permissions"
+        )
+    return str(error)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cohub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cohub", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start hub roles (all of them by default)")
     config.add_arguments(serve)
@@ -42,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         choices=config.ROLES,
         metavar="NAME",
-        help="start only this role (repeatable); one of: " + ", ".join(config.ROLES),
+        help="start only this role (repeatable); one of: "
+        + ", ".join(config.ROLES)
+        + ". Built so far: "
+        + ", ".join(BUILT),
     )
     db = sub.add_parser("db", help="database maintenance")
     config.add_arguments(db)
@@ -60,16 +91,29 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
     if not names:
         print("cohub: none of the selected roles is built yet; nothing to start", file=sys.stderr)
         return 2
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log.info("migrating database schema")
-    backup = engine.migrate(settings.database_url)
-    if backup is not None:
-        log.info("backed up the database to %s before migrating", backup)
-    ctx = RoleContext(
-        settings=settings,
-        db=engine.Database(settings.database_url),
-        hub_password=load_or_create_secret(settings.password_file),
-    )
+    clients = [name for name in names if name in NEEDS_ROUTER]
+    if clients and "hub-conat-router" not in names and not settings.conat_url:
+        print(
+            f"cohub: {', '.join(clients)} talk(s) to a Conat router, and none runs here: add "
+            "--role hub-conat-router, or give the router's address with --conat-url "
+            "(COHUB_CONAT_URL)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        log.info("migrating database schema")
+        backup = engine.migrate(settings.database_url)
+        if backup is not None:
+            log.info("backed up the database to %s before migrating", backup)
+        ctx = RoleContext(
+            settings=settings,
+            db=engine.Database(settings.database_url),
+            hub_password=load_or_create_secret(settings.password_file),
+        )
+    except (OSError, DBError, SQLAlchemyError, ValueError) as e:
+        print(f"cohub: cannot start: {_explain(e, settings)}", file=sys.stderr)
+        return 1
     app = compose(ctx, [BUILT[name](ctx) for name in names])
     print(
         f"cohub: serving {', '.join(names)} on http://{settings.host}:{settings.port}{settings.prefix}",
@@ -84,6 +128,10 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
         ws=_websocket_protocol(),
         ws_per_message_deflate=False,  # never compress small frames (conat.md section 10)
         ws_max_size=16 * 1024 * 1024,
+        # X-Forwarded-For is not trusted: it would let anyone pick the address that sign-in
+        # throttling counts. Behind an ingress, terminate there and keep this off.
+        proxy_headers=False,
+        ws_ping_interval=None,  # engine.io heartbeats already keep /conat alive
         lifespan="on",
     )
     return 0
@@ -101,7 +149,11 @@ def _websocket_protocol() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = config.load(args)
+    try:
+        settings = config.load(args)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        print(f"cohub: cannot read the configuration file: {e}", file=sys.stderr)
+        return 2
     logs.setup(settings.log_level)
     if args.command == "serve":
         return serve(settings, args.role or list(config.ROLES))
