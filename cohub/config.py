@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,16 +179,52 @@ def _convert(f: dataclasses.Field[Any], raw: Any) -> Any:
     return str(raw)
 
 
+def _shown(value: Any) -> str:
+    """A default as a user would type it: data, 5000, 127.0.0.1; empty for '' and None."""
+    if value is None or value == "":
+        return "empty"
+    return str(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; defaults stay unset so lower layers show through."""
     for f in dataclasses.fields(Settings):
+        text = f"{f.metadata['help']} [env {_env(f.name)}; default {_shown(f.default)}]"
         parser.add_argument(
             _flag(f.name),
             dest=f.name,
             default=None,
-            help=f"{f.metadata['help']} [env {_env(f.name)}; default {f.default!r}]",
+            help=text.replace("%", "%%"),  # argparse formats help with %
         )
     parser.add_argument("--config", default=None, help="TOML file with settings [env COHUB_CONFIG]")
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+PORT_FIELDS = ("port", "smtp_port")
+
+
+def _invalid(name: str, message: str) -> SystemExit:
+    return SystemExit(f"invalid value for {_flag(name)} ({_env(name)}): {message}")
+
+
+def validate(settings: Settings) -> Settings:
+    """SystemExit naming the option for a value no server could use."""
+    for name in PORT_FIELDS:
+        port = getattr(settings, name)
+        if not 1 <= port <= 65535:
+            raise _invalid(name, f"{port} is not a port number (1-65535)")
+    base = settings.base_path
+    inner = base.strip("/")
+    if inner:
+        for segment in inner.split("/"):
+            if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+                raise _invalid(
+                    "base_path",
+                    f"{base!r} is not a URL path prefix: use /-separated segments of letters, "
+                    "digits and . _ ~ - (no empty, '.' or '..' segments, no spaces, ?, #, % "
+                    "or control characters), e.g. /hub/",
+                )
+    return settings
 
 
 def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -210,6 +247,7 @@ def load(args: argparse.Namespace | None = None, environ: dict[str, str] | None 
         if args is not None and getattr(args, name, None) is not None:
             values[name] = _convert(f, getattr(args, name))
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"invalid setting: {e}") from e
+    return validate(settings)

@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -92,7 +93,23 @@ def compose(ctx: RoleContext, roles: list[Role]) -> ASGIApp:
         log.exception("unhandled error on %s", request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
-    handlers: dict[Any, Any] = {404: not_found, 500: server_error}
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Every other Starlette HTTP error (405, ...) as ``{error}``, keeping its headers."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code in (204, 304):  # no body allowed
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        path = request.url.path
+        if exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {path}"
+            if path.startswith(ctx.settings.prefix + "api/"):
+                message += "; use POST with a JSON body (Content-Type: application/json)"
+            elif exc.headers and exc.headers.get("Allow"):
+                message += f"; allowed: {exc.headers['Allow']}"
+        else:
+            message = str(exc.detail)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    handlers: dict[Any, Any] = {404: not_found, 500: server_error, HTTPException: http_error}
     app: ASGIApp = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     for role in roles:
         if role.wrap is not None:

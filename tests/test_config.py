@@ -67,3 +67,54 @@ def test_every_setting_has_help() -> None:
 
     for f in dataclasses.fields(config.Settings):
         assert f.metadata.get("help"), f.name
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "65536", "99999"])
+@pytest.mark.parametrize("option", ["port", "smtp-port"])
+def test_ports_out_of_range_are_refused(option: str, port: str) -> None:
+    with pytest.raises(SystemExit, match=f"--{option}.*1-65535"):
+        config.load(parse(f"--{option}", port), environ={})
+    env = {"COHUB_" + option.replace("-", "_").upper(): port}
+    with pytest.raises(SystemExit, match=f"--{option}"):
+        config.load(parse(), environ=env)
+
+
+def test_ports_in_range_are_accepted() -> None:
+    assert config.load(parse("--port", "1"), environ={}).port == 1
+    assert config.load(parse("--port", "65535"), environ={}).port == 65535
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "/a/../b",
+        "..",
+        "/./",
+        "/a b/",
+        " /hub",
+        "/hub?x=1",
+        "/hub#top",
+        "/h%2Fub",
+        "/hub\x01",
+        "/hub\n",
+        "/a//b",
+        "/hüb",
+    ],
+)
+def test_bad_base_paths_are_refused(base: str) -> None:
+    with pytest.raises(SystemExit, match=r"--base-path.*segments"):
+        config.load(parse("--base-path", base), environ={})
+
+
+@pytest.mark.parametrize("base", ["/", "", "hub", "/hub/", "/a/b", "/a.b/c_d~e-f/", "/v1.2"])
+def test_good_base_paths_are_accepted(base: str) -> None:
+    assert config.load(parse("--base-path", base), environ={}).base_path == base
+
+
+def test_help_shows_plain_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    text = parser.format_help()
+    assert "PosixPath" not in text and "None" not in text
+    assert "default data]" in " ".join(text.split())
+    assert "default 5000]" in text and "default 127.0.0.1]" in text

@@ -50,3 +50,16 @@ def test_stats_serves_the_newest_row(server: Server) -> None:
 def test_unknown_paths_are_json_404(server: Server) -> None:
     r = httpx.get(server.url + "/no/such/page")
     assert r.status_code == 404 and "not found" in r.json()["error"]
+
+
+async def test_http_errors_are_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    app = compose(RoleContext(Settings(data_dir=tmp_path), db, "pw"), [])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/metrics")
+    await db.close()
+    assert r.status_code == 405
+    assert r.headers["content-type"] == "application/json"
+    allow = r.headers["allow"]
+    assert "GET" in allow
+    assert r.json() == {"error": f"method POST is not allowed on /metrics; allowed: {allow}"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..conat.protocol import PERMISSIONS_CHANGED
 from ..db import accounts as db_accounts
 from ..db import api_keys as db_keys
 from ..db import settings as db_settings
@@ -91,13 +92,19 @@ async def manage_api_keys(ctx: Context, *args: Any) -> list[dict[str, Any]] | No
                 expire=expire,
                 clear_expire="expire" in opts and opts["expire"] is None,
             )
-        return None
+            if "expire" not in opts:
+                return None  # only the name changed: nobody loses access
     except NotFound as e:
         raise ApiError(str(e), 404) from e
     except PermissionDenied as e:
         raise ApiError(str(e), 403) from e
     except (DBError, ValueError) as e:
         raise ApiError(str(e)) from e
+    # The key is gone or expires at another time: routers re-check connections made with it.
+    await ctx.notify(PERMISSIONS_CHANGED, {"account_id": account_id})
+    if project_id is not None:
+        await ctx.notify(PERMISSIONS_CHANGED, {"project_id": project_id})
+    return None
 
 
 async def user_search(ctx: Context, *args: Any) -> list[dict[str, Any]]:

@@ -39,9 +39,9 @@ def role(ctx: RoleContext) -> Role:
     prefix = ctx.settings.prefix
     session_cookie = cookie_name(prefix, REMEMBER_ME)
     hub = HubClient(ctx.settings.router_url, prefix, ctx.hub_password)
-    operations = auth_api.operations(ctx.db, ctx.settings, session_cookie)
+    operations = auth_api.operations(ctx.db, ctx.settings, session_cookie, hub.revoked)
     operations += api_v2.operations(hub)
-    document = spec.openapi(operations, prefix, "cohub API v2")
+    document = spec.openapi(operations, prefix, "cohub API v2", session_cookie)
 
     async def current_account(request: Request) -> dict[str, Any] | None:
         token = request.cookies.get(session_cookie)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -27,6 +29,44 @@ log = logging.getLogger("cohub.next.auth")
 SESSION_MAX_AGE_S = int(accounts.SESSION_TTL.total_seconds())
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
 ACCOUNT = obj({"account_id": UUID}, ("account_id",))
+# Unicode categories no email address may contain: controls, format characters (bidi
+# overrides, zero-width joiners, ...), surrogates, private use, unassigned, and separators.
+_NOT_IN_EMAIL = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+# Explicit bidi formatting characters (a subset of Cf) and line/paragraph separators, which
+# would let a name reorder or break the text around it wherever it is shown.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
+"""Tell the routers that access was taken away (PERMISSIONS_CHANGED), e.g. after sign-out."""
+
+
+def _printable_email(email: str) -> bool:
+    return not any(unicodedata.category(c) in _NOT_IN_EMAIL for c in email)
+
+
+def email_field(body: dict[str, Any], name: str = "email") -> str:
+    """A trimmed, lower-cased email address: printable, no whitespace, controls or format
+    characters, and of the form local@domain.tld."""
+    email = field(body, name, max_length=254).strip().lower()
+    if not _printable_email(email):
+        raise HttpError(
+            f"'{name}' must be a valid email address: it contains whitespace, control or "
+            "invisible formatting characters"
+        )
+    if not _EMAIL.match(email):
+        raise HttpError(f"'{name}' must be a valid email address")
+    return email
+
+
+def name_field(body: dict[str, Any], name: str) -> str:
+    """A trimmed first or last name without control or bidi formatting characters."""
+    value = field(body, name, max_length=254, required=False).strip()
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI for c in value):
+        raise HttpError(
+            f"'{name}' must not contain control characters, line breaks or bidi formatting "
+            "characters"
+        )
+    return value
 
 
 def _client_ip(call: Call) -> str:
@@ -36,7 +76,13 @@ def _client_ip(call: Call) -> str:
     return call.request.client.host if call.request.client else "unknown"
 
 
-def operations(db: Database, settings: Settings, session_cookie: str) -> list[Operation]:
+async def _no_publish(data: dict[str, Any]) -> None:
+    return None
+
+
+def operations(
+    db: Database, settings: Settings, session_cookie: str, publish: Publish = _no_publish
+) -> list[Operation]:
     prefix = settings.prefix
 
     def signed_in(account_id: str, token: str) -> JSONResponse:
@@ -56,17 +102,17 @@ def operations(db: Database, settings: Settings, session_cookie: str) -> list[Op
         body = call.body
         if body.get("terms") is not True:
             raise HttpError("you must accept the terms of service ('terms': true)")
-        email = field(body, "email", max_length=254).strip().lower()
-        if not _EMAIL.match(email):
-            raise HttpError("'email' must be a valid email address")
+        email = email_field(body)
         password = field(body, "password", max_length=1024)
         try:
             accounts.check_new_password(password)
         except ValueError:
             raise HttpError("'password' must be 8 to 64 characters long") from None
-        first = field(body, "firstName", max_length=254, required=False).strip()
-        last = field(body, "lastName", max_length=254, required=False).strip()
+        first = name_field(body, "firstName")
+        last = name_field(body, "lastName")
         token = field(body, "registrationToken", max_length=255, required=False).strip()
+        if not token.isprintable():
+            raise HttpError("'registrationToken' must not contain control characters")
         if not await site_settings.sign_up_enabled(db):
             raise HttpError(
                 "sign-up is disabled on this server; ask the site administrator for an account",
@@ -95,6 +141,12 @@ def operations(db: Database, settings: Settings, session_cookie: str) -> list[Op
 
     async def sign_in(call: Call) -> Response:
         email = field(call.body, "email", max_length=254).strip().lower()
+        if not _printable_email(email):
+            # No account has such an address, and PostgreSQL refuses NUL in text.
+            raise HttpError(
+                "'email' must be a valid email address: it contains whitespace, control or "
+                "invisible formatting characters"
+            )
         password = field(call.body, "password", max_length=1024)
         ip = _client_ip(call)
         try:
@@ -119,14 +171,13 @@ def operations(db: Database, settings: Settings, session_cookie: str) -> list[Op
             token = call.request.cookies.get(session_cookie)
             if token:
                 await accounts.delete_session(db, token)
+        await publish({"account_id": call.who.id})
         response = JSONResponse({"status": "ok"})
         response.delete_cookie(session_cookie, path=prefix, httponly=True, samesite="strict")
         return response
 
     async def password_reset(call: Call) -> dict[str, Any]:
-        email = field(call.body, "email", max_length=254).strip().lower()
-        if not _EMAIL.match(email):
-            raise HttpError("'email' must be a valid email address")
+        email = email_field(call.body)
         smtp = await smtp_settings(db, settings)
         if smtp is None:
             raise HttpError(
@@ -175,6 +226,7 @@ def operations(db: Database, settings: Settings, session_cookie: str) -> list[Op
             raise HttpError("'password' must be 8 to 64 characters long") from None
         except AuthError as e:
             raise HttpError(str(e), 400) from None
+        await publish({"account_id": account_id})  # every session of the account ended
         return signed_in(account_id, await accounts.create_session(db, account_id))
 
     api = "api/v2/"
@@ -183,7 +235,7 @@ def operations(db: Database, settings: Settings, session_cookie: str) -> list[Op
         Operation(
             api + "auth/sign-up",
             "signUp",
-            "Create an account and sign in (sets the remember_me cookie)",
+            f"Create an account and sign in (sets the {session_cookie} cookie)",
             "Auth",
             sign_up,
             auth="none",
@@ -206,7 +258,7 @@ def operations(db: Database, settings: Settings, session_cookie: str) -> list[Op
         Operation(
             api + "auth/sign-in",
             "signIn",
-            "Sign in with email and password (sets the remember_me cookie)",
+            f"Sign in with email and password (sets the {session_cookie} cookie)",
             "Auth",
             sign_in,
             auth="none",

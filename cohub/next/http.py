@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,19 +34,31 @@ def error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _depth(value: Any, limit: int) -> int:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_UNICODE = (
+    "the request body is not valid Unicode text: it contains a lone surrogate escape "
+    "(\\ud800-\\udfff) that is not part of a pair"
+)
+
+
+def _check(value: Any, limit: int) -> None:
+    """HttpError when ``value`` nests deeper than ``limit`` or holds a string (a key or a
+    value) that is not valid Unicode (a lone surrogate, which no database or encoder takes)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
-    deepest = 0
     while stack:
         item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+        if depth > limit:
+            raise HttpError(f"request body is nested deeper than {limit} levels")
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise HttpError(NOT_UNICODE)
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if _SURROGATE.search(k):
+                    raise HttpError(NOT_UNICODE)
+                stack.append((v, depth + 1))
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return deepest
 
 
 class _NumberOutOfRange(Exception):
@@ -100,8 +113,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise HttpError("request body must be JSON") from None
     if not isinstance(data, dict):
         raise HttpError("request body must be a JSON object")
-    if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise HttpError(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    _check(data, MAX_JSON_DEPTH)
     return data
 
 

@@ -8,15 +8,20 @@ account or project would. The connection is opened on first use and kept.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ..conat.client import Client
 from ..conat.errors import ConatError, NoSubscribers, RequestTimeout
+from ..conat.protocol import PERMISSIONS_CHANGED
 from ..cookies import HUB_PASSWORD, cookie_name
 from .http import HttpError
 from .identity import Who
 
+log = logging.getLogger("cohub.next.hub_client")
+
 CALL_TIMEOUT_S = 30.0
+PUBLISH_TIMEOUT_S = 5.0
 _STATUS = {400, 401, 403, 404, 409, 413, 429, 500, 502, 503, 504}
 
 
@@ -65,6 +70,16 @@ class HubClient:
             status = code if isinstance(code, int) and code in _STATUS else 400
             raise HttpError(str(data["error"]), status)
         return data
+
+    async def revoked(self, data: dict[str, Any]) -> None:
+        """Tell the routers that access was taken away (``{"account_id": ...}``) so they
+        re-check that identity's connections. A failure is logged, not raised: the database
+        change already happened, and the caller's request should not fail for it."""
+        try:
+            client = await self._ensure()
+            await client.publish(PERMISSIONS_CHANGED, data, timeout=PUBLISH_TIMEOUT_S)
+        except (HttpError, ConatError, TimeoutError) as e:
+            log.warning("could not publish %s %s: %s", PERMISSIONS_CHANGED, data, e)
 
     async def close(self) -> None:
         await self._client.close()

@@ -3,7 +3,8 @@
 An operation declares its path, its request and response schemas, whether it needs a
 signed-in caller, and a handler ``(call) -> result``. ``routes()`` turns the list into
 Starlette routes that all behave alike: POST only, a JSON object body, ``{error}`` on
-failure, ``{error: "must be signed in"}`` (401) for a missing or invalid identity.
+failure, ``{error: "must be signed in"}`` (401) for a missing identity and ``{error: "invalid or
+expired API key"}`` (401) for a key that is not valid.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def routes(
 # ---- OpenAPI ------------------------------------------------------------------------------
 
 
-def openapi(operations: list[Operation], prefix: str, title: str) -> dict[str, Any]:
+def openapi(
+    operations: list[Operation], prefix: str, title: str, session_cookie: str = "remember_me"
+) -> dict[str, Any]:
+    """The OpenAPI document; ``session_cookie`` is the real cookie name (it carries the base
+    path when that is not /)."""
     paths: dict[str, Any] = {}
     for op in operations:
         statuses = sorted({*COMMON_ERRORS, *op.errors, *((401,) if op.auth != "none" else ())})
@@ -166,9 +171,10 @@ def openapi(operations: list[Operation], prefix: str, title: str) -> dict[str, A
             "description": (
                 "Every operation is POST with a JSON object body (GET parameters are ignored). "
                 "Authenticate with an API key (Authorization: Bearer <key>, or Basic with the "
-                "key as the user name and an empty password) or the remember_me cookie. "
+                f"key as the user name and an empty password) or the {session_cookie} cookie. "
                 'Errors are {"error": message}; without an identity: '
-                '{"error": "must be signed in"} (401).'
+                '{"error": "must be signed in"} (401); with a key that is not valid: '
+                '{"error": "invalid or expired API key"} (401).'
             ),
         },
         "servers": [{"url": prefix.rstrip("/") or "/"}],
@@ -181,7 +187,7 @@ def openapi(operations: list[Operation], prefix: str, title: str) -> dict[str, A
                     "scheme": "basic",
                     "description": "the API key as user name, empty password",
                 },
-                "cookie": {"type": "apiKey", "in": "cookie", "name": "remember_me"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": session_cookie},
             }
         },
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from cohub.conat.protocol import PERMISSIONS_CHANGED
 from cohub.db import accounts, projects
 from cohub.hub.lifecycle import NO_RUNNER
 
@@ -95,8 +96,10 @@ async def test_change_user_type(hub, team) -> None:
     opts = {"project_id": pid, "target_account_id": team["viewer"], "new_group": "collaborator"}
     e = await hub.error(team["collab"], "projects.changeUserType", opts)
     assert e.code == 403 and "owner" in e.message
+    hub.notified.clear()
     await hub.call(team["owner"], "projects.changeUserType", opts)
     assert await projects.get_group(hub.db, pid, team["viewer"]) == "collaborator"
+    assert hub.notified == [(PERMISSIONS_CHANGED, {"project_id": pid})]
     demote = {"project_id": pid, "target_account_id": team["owner"], "new_group": "viewer"}
     assert "demoted" in (await hub.error(team["owner"], "projects.changeUserType", demote)).message
     transfer = {"project_id": pid, "target_account_id": team["collab"], "new_group": "owner"}
@@ -182,7 +185,9 @@ async def test_delete_project_is_for_the_owner_and_admins(hub, team) -> None:
     pid = team["pid"]
     e = await hub.error(team["collab"], "projects.deleteProject", {"project_id": pid})
     assert e.code == 403
+    hub.notified.clear()
     await hub.call(team["admin"], "projects.deleteProject", {"project_id": pid})
+    assert hub.notified == [(PERMISSIONS_CHANGED, {"project_id": pid})]
     assert (await projects.get_project(hub.db, pid))["deleted"]
     assert await hub.call(team["owner"], "projects.list") == []
     e = await hub.error(team["collab"], "projects.state", {"project_id": pid})

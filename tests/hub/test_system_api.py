@@ -63,6 +63,43 @@ async def test_manage_api_keys(hub, make_account) -> None:
         assert (await hub.error(me, "system.manageApiKeys", bad)).code == 400, bad
 
 
+async def test_api_key_revocations_are_announced(hub, make_account) -> None:
+    from cohub.conat.protocol import PERMISSIONS_CHANGED
+
+    me = await make_account("me")
+    mine = {"account_id": me}
+
+    async def key(**opts: object) -> int:
+        created = await hub.call(me, "system.manageApiKeys", {"action": "create", **opts})
+        return int(created[0]["id"])
+
+    key_id = await key(name="a")
+    assert hub.notified == []  # creating takes nothing away
+    await hub.call(me, "system.manageApiKeys", {"action": "edit", "id": key_id, "name": "b"})
+    assert hub.notified == []  # nor does a new name
+    soon = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    await hub.call(me, "system.manageApiKeys", {"action": "edit", "id": key_id, "expire": soon})
+    assert hub.notified == [(PERMISSIONS_CHANGED, mine)]
+    await hub.call(me, "system.manageApiKeys", {"action": "edit", "id": key_id, "expire": None})
+    assert hub.notified[-1] == (PERMISSIONS_CHANGED, mine) and len(hub.notified) == 2
+    await hub.call(me, "system.manageApiKeys", {"action": "delete", "id": key_id})
+    assert hub.notified[-1] == (PERMISSIONS_CHANGED, mine) and len(hub.notified) == 3
+    # a failed delete announces nothing
+    await hub.error(me, "system.manageApiKeys", {"action": "delete", "id": key_id})
+    assert len(hub.notified) == 3
+    # a project key: the project's connections are re-checked too
+    pid = await hub.call(me, "projects.createProject", {"title": "p"})
+    project_key = await key(project_id=pid)
+    hub.notified.clear()
+    await hub.call(
+        me, "system.manageApiKeys", {"action": "delete", "id": project_key, "project_id": pid}
+    )
+    assert hub.notified == [
+        (PERMISSIONS_CHANGED, mine),
+        (PERMISSIONS_CHANGED, {"project_id": pid}),
+    ]
+
+
 async def test_project_keys_need_a_collaborator(hub, make_account) -> None:
     owner = await make_account("owner")
     viewer = await make_account("viewer")

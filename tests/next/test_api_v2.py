@@ -117,13 +117,20 @@ def test_api_key_as_bearer_basic_and_conat_cookie(server: Server, user: User) ->
     assert r.status_code == 200
     for header in (
         "Bearer",
-        "Bearer sk-nope",
         "Basic !!!",
         "Basic " + base64.b64encode(b":password").decode(),
         "Token " + key,
     ):
         r = api(base, "projects/get", {}, headers={"Authorization": header})
-        assert r.status_code == 401 and r.json() == {"error": "must be signed in"}, header
+        assert r.status_code == 401 and "Authorization header must be" in r.json()["error"]
+    for header in (
+        "Bearer sk-nope",
+        "Bearer " + key[:-1] + ("A" if key[-1] != "A" else "B"),
+        "Basic " + base64.b64encode(b"sk-nope:").decode(),
+    ):
+        r = api(base, "projects/get", {}, headers={"Authorization": header})
+        assert r.status_code == 401, header
+        assert r.json() == {"error": "invalid or expired API key"}, header
     # a bad Authorization header is not rescued by a good cookie
     r = api(
         base,
@@ -156,7 +163,7 @@ def test_key_listing_shows_no_secret_and_revoked_key_is_refused(server: Server, 
     r = api(base, "api-keys", {"action": "delete", "id": mine["id"]}, cookies=cookie)
     assert r.status_code == 200 and r.json() == {"response": None}
     r = api(base, "projects/get", {}, headers=bearer(key))
-    assert r.status_code == 401 and r.json() == {"error": "must be signed in"}
+    assert r.status_code == 401 and r.json() == {"error": "invalid or expired API key"}
 
 
 def test_expired_key_is_refused_and_deleted(server: Server, user: User) -> None:
@@ -206,7 +213,7 @@ def test_project_key_rules(server: Server, user: User, other_user: User) -> None
     )
     assert r.status_code == 200, r.text
     r = api(base, "projects/get", {"project_id": pid}, headers=bearer(key))
-    assert r.status_code == 401 and r.json() == {"error": "must be signed in"}
+    assert r.status_code == 401 and r.json() == {"error": "invalid or expired API key"}
 
 
 def test_collaborators_and_project_lifecycle(server: Server, user: User, other_user: User) -> None:
