@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import socketio
-
 from . import protocol as P
+from ._socket import SocketClosed, SocketIOClient
 from .codec import Assembler, Headers, Message, check_encoding, encode, new_message_id, split
 from .errors import (
     BadRequest,
@@ -114,22 +113,6 @@ class _Interest:
 Handler = Callable[[Message], Awaitable[Any]]
 
 
-class _SocketIOClient(socketio.AsyncClient):  # type: ignore[misc]
-    """python-socketio's client, sending our fixed headers on every (re)connect.
-
-    python-engineio moves a Cookie header into its HTTP session's jar and deletes it from the
-    dict it was given, which python-socketio reuses for reconnects; after the session is
-    replaced the cookie would be gone and the router would see an anonymous socket.
-    """
-
-    def __init__(self, fixed_headers: dict[str, str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._fixed_headers = fixed_headers
-
-    async def connect(self, url: str, headers: dict[str, str] | None = None, **kw: Any) -> None:
-        await super().connect(url, headers={**(headers or {}), **self._fixed_headers}, **kw)
-
-
 class Client:
     """A Conat connection. Use as an async context manager or call connect()/close()."""
 
@@ -143,26 +126,22 @@ class Client:
         reconnect_delay_max: float = 15.0,
     ) -> None:
         parts = urlsplit(address)
-        self._origin = f"{parts.scheme}://{parts.netloc}"
+        scheme = "wss" if parts.scheme == "https" else "ws"
         base = parts.path.rstrip("/")
-        self._socketio_path = f"{base}/conat".lstrip("/")
+        self._url = f"{scheme}://{parts.netloc}{base}/conat/?EIO=4&transport=websocket"
         self._cookies = dict(cookies or {})
-        fixed = {}
+        headers = {}
         if self._cookies:
-            fixed["Cookie"] = "; ".join(
+            headers["Cookie"] = "; ".join(
                 f"{k}={quote(v, safe='')}" for k, v in self._cookies.items()
             )
-        self.sio = _SocketIOClient(
-            fixed,
-            reconnection=reconnect,
-            reconnection_attempts=0,
-            reconnection_delay=reconnect_delay,
-            reconnection_delay_max=reconnect_delay_max,
-            randomization_factor=0.5,
-            logger=False,
-            engineio_logger=False,
-            # aiohttp refuses frames over 4 MB by default; a chunk may be max_payload
-            websocket_extra_options={"max_msg_size": 2 * P.MAX_HTTP_BUFFER_SIZE},
+        self.sio = SocketIOClient(
+            self._url,
+            headers,
+            reconnect=reconnect,
+            delay=reconnect_delay,
+            delay_max=reconnect_delay_max,
+            max_size=2 * P.MAX_HTTP_BUFFER_SIZE,
         )
         self.info: dict[str, Any] | None = None
         self._signed_in = asyncio.Event()
@@ -186,17 +165,9 @@ class Client:
     async def connect(self, timeout: float = 15.0) -> Client:
         """Connect and wait until the router has said who we are."""
         try:
-            await self.sio.connect(
-                self._origin,
-                transports=["websocket"],
-                socketio_path=self._socketio_path,
-                wait_timeout=timeout,
-                retry=True,
-            )
-        except socketio.exceptions.ConnectionError as e:
-            raise ConnectionClosed(
-                f"cannot connect to {self._origin}/{self._socketio_path}: {e}"
-            ) from e
+            await self.sio.connect(timeout)
+        except SocketClosed as e:
+            raise ConnectionClosed(f"cannot connect to {self._url}: {e}") from e
         await self.wait_signed_in(timeout)
         return self
 
@@ -231,8 +202,6 @@ class Client:
         for task in list(self._tasks):
             task.cancel()
         await self.sio.disconnect()
-        with contextlib.suppress(Exception):
-            await self.sio.shutdown()
 
     async def __aenter__(self) -> Client:
         return await self.connect()
@@ -276,7 +245,7 @@ class Client:
             await asyncio.sleep(P.STATS_INTERVAL_S)
             if self.connected:
                 recv0 = {"messages": self._recv0_messages, "bytes": self._recv0_bytes}
-                with contextlib.suppress(socketio.exceptions.SocketIOError):
+                with contextlib.suppress(SocketClosed):
                     await self.sio.emit(P.STATS, {"recv0": recv0})
 
     async def _on_delivery(self, event: str, payload: Any = None) -> None:
@@ -321,7 +290,7 @@ class Client:
                         await self.sio.call(P.UNSUBSCRIBE, extra, timeout=10)
                     if not missing and not extra:
                         return
-                except (socketio.exceptions.SocketIOError, TypeError) as e:
+                except (SocketClosed, TimeoutError, TypeError) as e:
                     log.info("subscription sync failed (%s); retrying", e)
                     await asyncio.sleep(1.0)
 
@@ -339,9 +308,9 @@ class Client:
             raise ConnectionClosed("client is closed")
         try:
             return await self.sio.call(event, data, timeout=timeout)
-        except socketio.exceptions.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(f"timeout - no ack for '{event}' within {timeout} s") from None
-        except socketio.exceptions.SocketIOError as e:
+        except SocketClosed as e:
             raise ConnectionClosed(f"disconnected: {e}") from None
 
     # ---- subscribe ----------------------------------------------------------------------------
@@ -393,7 +362,12 @@ class Client:
         if not interest.subs:
             del self._interests[sub.subject]
             if self.connected and not self._closed:
-                self._spawn(self.sio.emit(P.UNSUBSCRIBE, {"subject": sub.subject}))
+                self._spawn(self._emit_quietly(P.UNSUBSCRIBE, {"subject": sub.subject}))
+
+    async def _emit_quietly(self, event: str, data: Any) -> None:
+        """Best effort: a dropped connection re-syncs subscriptions on its next info."""
+        with contextlib.suppress(SocketClosed):
+            await self.sio.emit(event, data)
 
     # ---- publish ------------------------------------------------------------------------------
     def _chunks(
@@ -465,8 +439,11 @@ class Client:
     ) -> None:
         """Fire and forget: no ack, no count."""
         _, frames = self._chunks(subject, data, headers, encoding, None)
-        for frame in frames:
-            await self.sio.emit(P.PUBLISH, frame)
+        try:
+            for frame in frames:
+                await self.sio.emit(P.PUBLISH, frame)
+        except SocketClosed as e:
+            raise ConnectionClosed(f"disconnected: {e}") from None
 
     async def wait_for_interest(
         self, subject: str, timeout: float = P.DEFAULT_WAIT_FOR_INTEREST

@@ -1,0 +1,241 @@
+"""The client end of Socket.IO v4 over a websocket, on the same wire codec as the router.
+
+Just what the Conat client needs: connect with headers (the cookies), events and acks both
+ways, binary attachments, Engine.IO heartbeats, and reconnecting with jittered backoff for as
+long as the client lives. Handlers run in arrival order, so chunks of a message stay in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from . import wire
+from .wire import Frame, Packet, ProtocolError
+
+log = logging.getLogger("cohub.conat.socket")
+
+EventHandler = Callable[..., Awaitable[Any] | Any]
+
+
+class SocketClosed(Exception):
+    """No connection, or it went away before an ack came."""
+
+
+class SocketIOClient:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        reconnect: bool = True,
+        delay: float = 0.5,
+        delay_max: float = 15.0,
+        max_size: int = 2 * wire.MAX_ATTACHMENTS * 1024 * 1024,
+    ) -> None:
+        self._url = url
+        self._headers = headers
+        self._reconnect = reconnect
+        self._delay = delay
+        self._delay_max = delay_max
+        self._max_size = max_size
+        self._handlers: dict[str, EventHandler] = {}
+        self._ws: ClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self._acks: dict[int, asyncio.Future[list[Any]]] = {}
+        self._ack_ids = itertools.count(1)
+        self._connected = asyncio.Event()
+        self._first_error: BaseException | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- public ------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def on(self, event: str, handler: EventHandler) -> None:
+        """Register ``handler`` for ``event``; ``"*"`` gets every other event as
+        ``handler(event, *args)``, ``"disconnect"`` is called when the connection drops."""
+        self._handlers[event] = handler
+
+    async def connect(self, timeout: float = 15.0) -> None:
+        """Start the connection (and its reconnect loop); wait for the first connect."""
+        self._stopped = False
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.ensure_future(self._run())
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            reason = f": {self._first_error}" if self._first_error else ""
+            raise SocketClosed(
+                f"could not connect to {self._url} within {timeout} s{reason}"
+            ) from None
+
+    async def emit(self, event: str, *args: Any) -> None:
+        await self._send(wire.encode_event(event, list(args)))
+
+    async def call(self, event: str, data: Any = None, timeout: float = 30.0) -> Any:
+        """Emit with an ack; returns the ack's single argument (or the list of them)."""
+        ack_id = next(self._ack_ids)
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = future
+        try:
+            await self._send(wire.encode_event(event, [data], ack_id))
+            args = await asyncio.wait_for(future, timeout)
+        finally:
+            self._acks.pop(ack_id, None)
+        return args[0] if len(args) == 1 else args
+
+    async def disconnect(self) -> None:
+        """Close for good: no reconnecting."""
+        self._stopped = True
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.send(wire.DISCONNECT_PACKET)
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ---- connection loop -----------------------------------------------------------------------
+    async def _send(self, frames: list[Frame]) -> None:
+        ws = self._ws
+        if ws is None or not self.connected:
+            raise SocketClosed("not connected")
+        try:
+            async with self._lock:
+                for frame in frames:
+                    await ws.send(frame)
+        except websockets.ConnectionClosed as e:
+            raise SocketClosed(f"disconnected: {e}") from None
+
+    async def _run(self) -> None:
+        delay = self._delay
+        while not self._stopped:
+            try:
+                async with ws_connect(
+                    self._url,
+                    additional_headers=self._headers,
+                    max_size=self._max_size,
+                    open_timeout=10,
+                    ping_interval=None,  # engine.io heartbeats instead
+                    compression=None,  # never compress small frames (conat.md section 10)
+                ) as ws:
+                    timeout = await self._handshake(ws)
+                    self._ws = ws
+                    self._connected.set()
+                    delay = self._delay
+                    try:
+                        await self._read(ws, timeout)
+                    finally:
+                        self._ws = None
+                        self._connected.clear()
+                        self._fail_pending()
+                        await self._fire("disconnect")
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, ProtocolError, websockets.WebSocketException) as e:
+                self._first_error = self._first_error or e
+                log.debug("conat socket: %s", e)
+            if self._stopped or not self._reconnect:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self._delay_max)
+
+    async def _handshake(self, ws: ClientConnection) -> float:
+        """Engine.IO open, then Socket.IO connect; returns the heartbeat timeout."""
+        opened = await asyncio.wait_for(ws.recv(), 10)
+        if not isinstance(opened, str) or not opened.startswith(wire.EIO_OPEN):
+            raise ProtocolError("no engine.io open packet")
+        info = json.loads(opened[1:])
+        timeout = (info.get("pingInterval", 25000) + info.get("pingTimeout", 20000)) / 1000
+        await ws.send("40")
+        while True:
+            frame = await asyncio.wait_for(ws.recv(), 10)
+            if frame == wire.EIO_PING:
+                await ws.send(wire.EIO_PONG)
+            elif isinstance(frame, str) and frame.startswith("40"):
+                return float(timeout)
+            elif isinstance(frame, str) and frame.startswith("44"):
+                raise ProtocolError(f"connect refused: {frame[2:]}")
+
+    async def _read(self, ws: ClientConnection, timeout: float) -> None:
+        pending: Packet | None = None
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), timeout)
+            except (TimeoutError, websockets.ConnectionClosed):
+                return  # silent past the heartbeat, or gone: reconnect
+            if isinstance(frame, bytes):
+                if pending is not None and pending.add_attachment(frame):
+                    packet, pending = pending, None
+                    await self._dispatch(packet)
+                continue
+            if frame == wire.EIO_PING:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(wire.EIO_PONG)
+            elif frame.startswith(wire.EIO_MESSAGE) and len(frame) > 1:
+                packet = wire.decode_message(frame[1:])
+                if packet.type == wire.DISCONNECT:
+                    return
+                if not packet.complete:
+                    pending = packet
+                else:
+                    await self._dispatch(packet)
+            elif frame == wire.EIO_CLOSE:
+                return
+
+    async def _dispatch(self, packet: Packet) -> None:
+        if packet.type in (wire.ACK, wire.BINARY_ACK):
+            future = self._acks.get(packet.id) if packet.id is not None else None
+            if future is not None and not future.done():
+                future.set_result(packet.data)
+            return
+        if packet.type not in (wire.EVENT, wire.BINARY_EVENT) or not packet.data:
+            return
+        event, *args = packet.data
+        if not isinstance(event, str):
+            return
+        result = await self._fire(event, *args)
+        if packet.id is not None:
+            args_out = [] if result is None else [result]
+            with contextlib.suppress(SocketClosed):
+                await self._send(wire.encode_ack(packet.id, args_out))
+
+    async def _fire(self, event: str, *args: Any) -> Any:
+        handler = self._handlers.get(event)
+        try:
+            if handler is not None:
+                result = handler(*args)
+            elif event != "disconnect" and "*" in self._handlers:
+                result = self._handlers["*"](event, *args)
+            else:
+                return None
+            return await result if inspect.isawaitable(result) else result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("conat socket: handler for %r failed", event)
+        return None
+
+    def _fail_pending(self) -> None:
+        for future in self._acks.values():
+            if not future.done():
+                future.set_exception(SocketClosed("disconnected before the ack"))
