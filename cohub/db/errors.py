@@ -1,11 +1,11 @@
 """Database-layer exceptions. Messages are meant to be shown to a person, so they say what to do.
 
-    DBError
-    ├── SchemaMismatch      the database revision is not the one this code expects
-    ├── NotFound            no such account / project / ...
-    ├── AccountExists       the email address is taken
-    ├── AuthError           sign-in refused (wrong password, banned, ...)
-    └── PermissionDenied    the operation is not allowed (e.g. removing a project's owner)
+DBError
+├── SchemaMismatch      the database revision is not the one this code expects
+├── NotFound            no such account / project / ...
+├── AccountExists       the email address is taken
+├── AuthError           sign-in refused (wrong password, banned, ...)
+└── PermissionDenied    the operation is not allowed (e.g. removing a project's owner)
 """
 
 from __future__ import annotations

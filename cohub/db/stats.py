@@ -76,9 +76,7 @@ async def insert_stats(db: Database, data: dict[str, Any]) -> None:
 async def newest_stats(db: Database) -> dict[str, Any] | None:
     """The newest snapshot as ``{"id", "time" (ISO 8601), **figures}``, or None."""
     async with db.connect() as conn:
-        row = (
-            await conn.execute(sa.select(stats).order_by(stats.c.time.desc()).limit(1))
-        ).first()
+        row = (await conn.execute(sa.select(stats).order_by(stats.c.time.desc()).limit(1))).first()
     if row is None:
         return None
     return {**row.data, "id": row.id, "time": row.time.isoformat()}

@@ -233,9 +233,7 @@ async def test_api_key_with_wrong_secret_part(db: Database, account_id: str) -> 
 
 
 async def test_expired_api_key_is_rejected_and_deleted(db: Database, account_id: str) -> None:
-    key = await keys.create_api_key(
-        db, account_id, expire=datetime.now(UTC) - timedelta(minutes=1)
-    )
+    key = await keys.create_api_key(db, account_id, expire=datetime.now(UTC) - timedelta(minutes=1))
     assert await keys.account_or_project_for_api_key(db, key) is None
     async with db.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(api_keys)) == 0

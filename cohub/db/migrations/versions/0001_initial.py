@@ -37,14 +37,16 @@ def _flag(name: str) -> sa.Column[Any]:
 
 
 def _text(name: str, type_: Any = None) -> sa.Column[Any]:
-    return sa.Column(name, type_ if type_ is not None else sa.Text(), server_default="",
-                     nullable=False)
+    return sa.Column(
+        name, type_ if type_ is not None else sa.Text(), server_default="", nullable=False
+    )
 
 
 def _fk(column: str, target: str, table: str) -> sa.ForeignKeyConstraint:
     ref_table = target.split(".")[0]
-    return sa.ForeignKeyConstraint([column], [target], ondelete="CASCADE",
-                                   name=f"fk_{table}_{column}_{ref_table}")
+    return sa.ForeignKeyConstraint(
+        [column], [target], ondelete="CASCADE", name=f"fk_{table}_{column}_{ref_table}"
+    )
 
 
 def _index(table: str, *columns: str) -> None:
@@ -106,8 +108,9 @@ def upgrade() -> None:
         _uuid("account_id"),
         sa.Column("group", sa.String(16), nullable=False),
         sa.PrimaryKeyConstraint("project_id", "account_id", name="pk_project_users"),
-        sa.CheckConstraint("\"group\" IN ('owner', 'collaborator', 'viewer')",
-                           name="ck_project_users_group_valid"),
+        sa.CheckConstraint(
+            "\"group\" IN ('owner', 'collaborator', 'viewer')", name="ck_project_users_group_valid"
+        ),
         _fk("project_id", "projects.project_id", "project_users"),
         _fk("account_id", "accounts.account_id", "project_users"),
     )
@@ -251,8 +254,19 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Children before parents; dropping a table drops its indexes.
     for table in (
-        "central_log", "blobs", "patches", "syncstrings", "server_settings", "hub_servers",
-        "stats", "mentions", "public_paths", "api_keys", "project_users", "projects",
-        "remember_me", "accounts",
+        "central_log",
+        "blobs",
+        "patches",
+        "syncstrings",
+        "server_settings",
+        "hub_servers",
+        "stats",
+        "mentions",
+        "public_paths",
+        "api_keys",
+        "project_users",
+        "projects",
+        "remember_me",
+        "accounts",
     ):
         op.drop_table(table)
