@@ -369,13 +369,15 @@ async function main() {
     const interop = {};
     const waits = [];
     let fromPyL, echoAnswered;
+    // Listen before subscribing: Python waits for interest and publishes the moment the
+    // subscription exists, so its message can arrive in the same read as the subscribe ack.
     if (cfg.from_py) {
-      check((await subscribe(sock, cfg.from_py))?.status === "added", "subscribe from_py", null);
       fromPyL = listen(sock, cfg.from_py);
+      check((await subscribe(sock, cfg.from_py))?.status === "added", "subscribe from_py", null);
     }
     if (cfg.echo) {
-      check((await subscribe(sock, cfg.echo, "0"))?.status === "added", "subscribe echo", null);
       const echoL = listen(sock, cfg.echo);
+      check((await subscribe(sock, cfg.echo, "0"))?.status === "added", "subscribe echo", null);
       echoAnswered = (async () => {
         const d = checkDelivery(await echoL.next(25000), cfg.echo, cfg.echo);
         const req = decodeRaw(d.raw, d.encoding);
