@@ -94,7 +94,8 @@ class SocketIOClient:
         self._acks[ack_id] = future
         try:
             await self._send(wire.encode_event(event, [data], ack_id))
-            args = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # unlike wait_for, no task per call
+                args = await future
         finally:
             self._acks.pop(ack_id, None)
         return args[0] if len(args) == 1 else args
@@ -180,7 +181,8 @@ class SocketIOClient:
         pending: Packet | None = None
         while True:
             try:
-                frame = await asyncio.wait_for(ws.recv(), timeout)
+                async with asyncio.timeout(timeout):  # wait_for would cost a task per frame
+                    frame = await ws.recv()
             except (TimeoutError, websockets.ConnectionClosed):
                 return  # silent past the heartbeat, or gone: reconnect
             if isinstance(frame, bytes):

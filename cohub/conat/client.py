@@ -532,7 +532,8 @@ class Client:
             wait = timeout
             while max_messages is None or received < max_messages:
                 try:
-                    msg = await asyncio.wait_for(queue.get(), wait)
+                    async with asyncio.timeout(wait):  # wait_for would cost a task per reply
+                        msg = await queue.get()
                 except TimeoutError:
                     if received == 0:
                         raise RequestTimeout("timeout") from None

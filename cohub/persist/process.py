@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from .. import config, logs
+from .. import config, eventloop, logs
 from ..conat.client import Client
 from ..cookies import HUB_PASSWORD, cookie_name
 from .server import PersistServer
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = config.load(args)
     logs.setup(settings.log_level)
-    asyncio.run(run(settings, args.server_id))
+    eventloop.run(run(settings, args.server_id))
     return 0
 
 
