@@ -17,11 +17,9 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-
 from . import wire
+from ._websocket import HandshakeError, WebSocket, WebSocketClosed
+from ._websocket import connect as ws_connect
 from .wire import Frame, Packet, ProtocolError
 
 log = logging.getLogger("cohub.conat.socket")
@@ -51,8 +49,7 @@ class SocketIOClient:
         self._delay_max = delay_max
         self._max_size = max_size
         self._handlers: dict[str, EventHandler] = {}
-        self._ws: ClientConnection | None = None
-        self._lock = asyncio.Lock()
+        self._ws: WebSocket | None = None
         self._acks: dict[int, asyncio.Future[list[Any]]] = {}
         self._ack_ids = itertools.count(1)
         self._connected = asyncio.Event()
@@ -105,10 +102,9 @@ class SocketIOClient:
         self._stopped = True
         ws = self._ws
         if ws is not None:
-            with contextlib.suppress(Exception):
-                await ws.send(wire.DISCONNECT_PACKET)
-            with contextlib.suppress(Exception):
-                await ws.close()
+            with contextlib.suppress(WebSocketClosed):
+                ws.send([wire.DISCONNECT_PACKET])
+            await ws.close()
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -121,24 +117,19 @@ class SocketIOClient:
         if ws is None or not self.connected:
             raise SocketClosed("not connected")
         try:
-            async with self._lock:
-                for frame in frames:
-                    await ws.send(frame)
-        except websockets.ConnectionClosed as e:
+            ws.send(frames)  # synchronous: the frames of one packet stay together
+            await ws.drain()
+        except WebSocketClosed as e:
             raise SocketClosed(f"disconnected: {e}") from None
 
     async def _run(self) -> None:
         delay = self._delay
         while not self._stopped:
             try:
-                async with ws_connect(
-                    self._url,
-                    additional_headers=self._headers,
-                    max_size=self._max_size,
-                    open_timeout=10,
-                    ping_interval=None,  # engine.io heartbeats instead
-                    compression=None,  # never compress small frames (conat.md section 10)
-                ) as ws:
+                # no extensions offered: never compress small frames (conat.md section 10);
+                # no websocket pings: engine.io heartbeats instead
+                ws = await ws_connect(self._url, self._headers, max_size=self._max_size)
+                try:
                     timeout = await self._handshake(ws)
                     self._ws = ws
                     self._connected.set()
@@ -150,9 +141,11 @@ class SocketIOClient:
                         self._connected.clear()
                         self._fail_pending()
                         await self._fire("disconnect")
+                finally:
+                    ws.abort()
             except asyncio.CancelledError:
                 raise
-            except (OSError, TimeoutError, ProtocolError, websockets.WebSocketException) as e:
+            except (OSError, TimeoutError, ProtocolError, HandshakeError, WebSocketClosed) as e:
                 self._first_error = self._first_error or e
                 log.debug("conat socket: %s", e)
             if self._stopped or not self._reconnect:
@@ -160,30 +153,32 @@ class SocketIOClient:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self._delay_max)
 
-    async def _handshake(self, ws: ClientConnection) -> float:
+    async def _handshake(self, ws: WebSocket) -> float:
         """Engine.IO open, then Socket.IO connect; returns the heartbeat timeout."""
-        opened = await asyncio.wait_for(ws.recv(), 10)
+        async with asyncio.timeout(10):
+            opened = await ws.recv()
         if not isinstance(opened, str) or not opened.startswith(wire.EIO_OPEN):
             raise ProtocolError("no engine.io open packet")
         info = json.loads(opened[1:])
         timeout = (info.get("pingInterval", 25000) + info.get("pingTimeout", 20000)) / 1000
-        await ws.send("40")
+        ws.send(["40"])
         while True:
-            frame = await asyncio.wait_for(ws.recv(), 10)
+            async with asyncio.timeout(10):
+                frame = await ws.recv()
             if frame == wire.EIO_PING:
-                await ws.send(wire.EIO_PONG)
+                ws.send([wire.EIO_PONG])
             elif isinstance(frame, str) and frame.startswith("40"):
                 return float(timeout)
             elif isinstance(frame, str) and frame.startswith("44"):
                 raise ProtocolError(f"connect refused: {frame[2:]}")
 
-    async def _read(self, ws: ClientConnection, timeout: float) -> None:
+    async def _read(self, ws: WebSocket, timeout: float) -> None:
         pending: Packet | None = None
         while True:
             try:
                 async with asyncio.timeout(timeout):  # wait_for would cost a task per frame
                     frame = await ws.recv()
-            except (TimeoutError, websockets.ConnectionClosed):
+            except (TimeoutError, WebSocketClosed):
                 return  # silent past the heartbeat, or gone: reconnect
             if isinstance(frame, bytes):
                 if pending is not None and pending.add_attachment(frame):
@@ -191,8 +186,8 @@ class SocketIOClient:
                     await self._dispatch(packet)
                 continue
             if frame == wire.EIO_PING:
-                with contextlib.suppress(websockets.ConnectionClosed):
-                    await ws.send(wire.EIO_PONG)
+                with contextlib.suppress(WebSocketClosed):
+                    ws.send([wire.EIO_PONG])
             elif frame.startswith(wire.EIO_MESSAGE) and len(frame) > 1:
                 packet = wire.decode_message(frame[1:])
                 if packet.type == wire.DISCONNECT:
