@@ -124,6 +124,7 @@ class WebSocket(asyncio.Protocol):
                 await asyncio.shield(self._lost)
         except TimeoutError:
             self._transport.abort()
+            await self._lost  # abort reports connection_lost on the next loop iteration
 
     def abort(self) -> None:
         if self._transport is not None:
