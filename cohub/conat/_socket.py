@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from . import wire
@@ -25,6 +25,18 @@ from .wire import Frame, Packet, ProtocolError
 log = logging.getLogger("cohub.conat.socket")
 
 EventHandler = Callable[..., Awaitable[Any] | Any]
+
+
+def reconnect_delays(
+    first: float = 0.5, cap: float = 15.0, rand: Callable[[], float] = random.random
+) -> Iterator[float]:
+    """The waits before successive reconnect attempts: doubling from ``first`` up to ``cap``,
+    each jittered by +-50 % (so clients dropped together do not return together), and kept
+    within [first, cap] as conat.md section 1 asks (jitter alone would reach 1.5 * cap)."""
+    delay = first
+    while True:
+        yield min(cap, max(first, delay * (0.5 + rand())))
+        delay = min(delay * 2, cap)
 
 
 class SocketClosed(Exception):
@@ -123,7 +135,7 @@ class SocketIOClient:
             raise SocketClosed(f"disconnected: {e}") from None
 
     async def _run(self) -> None:
-        delay = self._delay
+        delays = reconnect_delays(self._delay, self._delay_max)
         while not self._stopped:
             try:
                 # no extensions offered: never compress small frames (conat.md section 10);
@@ -133,7 +145,7 @@ class SocketIOClient:
                     timeout = await self._handshake(ws)
                     self._ws = ws
                     self._connected.set()
-                    delay = self._delay
+                    delays = reconnect_delays(self._delay, self._delay_max)
                     try:
                         await self._read(ws, timeout)
                     finally:
@@ -150,8 +162,7 @@ class SocketIOClient:
                 log.debug("conat socket: %s", e)
             if self._stopped or not self._reconnect:
                 return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self._delay_max)
+            await asyncio.sleep(next(delays))
 
     async def _handshake(self, ws: WebSocket) -> float:
         """Engine.IO open, then Socket.IO connect; returns the heartbeat timeout."""

@@ -48,6 +48,13 @@ def random_id(length: int = 10) -> str:
     return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
 
 
+def wait_for_interest_seconds(option: bool | float) -> float:
+    """The wait a ``wait_for_interest`` option stands for: True is the default (30 s), a
+    number is seconds, and either is capped at 90 s (the router would cut it there anyway)."""
+    seconds = P.DEFAULT_WAIT_FOR_INTEREST if option is True else float(option)
+    return min(max(seconds, 0.0), P.MAX_WAIT_FOR_INTEREST)
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     bytes: int
@@ -240,9 +247,13 @@ class Client:
         self._recv0_messages = self._recv0_bytes = 0
 
     async def _report_stats(self) -> None:
-        """Tell the router what this connection has received, every few seconds."""
+        """Tell the router what this connection has received, every few seconds; also let
+        go of partial messages that went stale while no further chunk arrived to notice."""
         while not self._closed:
             await asyncio.sleep(P.STATS_INTERVAL_S)
+            for interest in list(self._interests.values()):
+                if len(interest.assembler):
+                    interest.assembler.expire()
             if self.connected:
                 recv0 = {"messages": self._recv0_messages, "bytes": self._recv0_bytes}
                 with contextlib.suppress(SocketClosed):
@@ -409,12 +420,7 @@ class Client:
         await self.wait_signed_in()
         count = await self._send_frames(frames, timeout)
         if count == 0 and wait_for_interest:
-            wait_s = (
-                P.DEFAULT_WAIT_FOR_INTEREST
-                if wait_for_interest is True
-                else float(wait_for_interest)
-            )
-            if await self.wait_for_interest(subject, wait_s):
+            if await self.wait_for_interest(subject, wait_for_interest_seconds(wait_for_interest)):
                 count = await self._send_frames(frames, timeout)
         return PublishResult(size, count)
 
@@ -448,7 +454,7 @@ class Client:
     async def wait_for_interest(
         self, subject: str, timeout: float = P.DEFAULT_WAIT_FOR_INTEREST
     ) -> bool:
-        timeout = min(timeout, P.MAX_WAIT_FOR_INTEREST)
+        timeout = wait_for_interest_seconds(timeout)
         result = await self._call(
             P.WAIT_FOR_INTEREST, {"subject": subject, "timeout": int(timeout * 1000)}, timeout + 5
         )

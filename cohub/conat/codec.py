@@ -2,13 +2,15 @@
 
 A message travels as one or more chunks. Every chunk of a message shares a random ``id``;
 ``seq`` counts 0, 1, 2, ... and ``done`` is set on the last one, which alone carries the
-headers. The receiver drops a message whose chunks do not arrive in order, and forgets
-partial messages older than ``PARTIAL_MESSAGE_TTL_S``.
+headers. The receiver drops a message whose chunks do not arrive in order, forgets
+partial messages older than ``PARTIAL_MESSAGE_TTL_S`` and holds at most
+``PARTIAL_MESSAGE_MAX_BYTES`` in them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -18,7 +20,15 @@ from typing import Any
 import msgpack
 
 from .errors import BadRequest
-from .protocol import CHUNK_SIZE, MAX_HEADERS_BYTES, PARTIAL_MESSAGE_TTL_S, Encoding
+from .protocol import (
+    CHUNK_SIZE,
+    MAX_HEADERS_BYTES,
+    PARTIAL_MESSAGE_MAX_BYTES,
+    PARTIAL_MESSAGE_TTL_S,
+    Encoding,
+)
+
+log = logging.getLogger("cohub.conat.codec")
 
 Headers = dict[str, Any]
 
@@ -129,14 +139,28 @@ class _Partial:
     next_seq: int
     parts: list[bytes]
     started: float
+    size: int = 0
 
 
 class Assembler:
-    """Reassembles chunked deliveries for one receiver."""
+    """Reassembles chunked deliveries for one receiver.
 
-    def __init__(self, ttl: float = PARTIAL_MESSAGE_TTL_S) -> None:
+    Anyone allowed to publish to a subject can start many large messages and never finish
+    them, so what partial messages hold is bounded twice: by age (``ttl``, checked on every
+    chunk and by :meth:`expire`) and by bytes (``max_bytes``; the oldest partial messages
+    are dropped to make room, and a message that alone exceeds it is dropped).
+    """
+
+    def __init__(
+        self, ttl: float = PARTIAL_MESSAGE_TTL_S, max_bytes: int = PARTIAL_MESSAGE_MAX_BYTES
+    ) -> None:
         self._ttl = ttl
+        self._max_bytes = max_bytes
+        # insertion order is start order (the clock only goes forward), so the oldest
+        # partial message is always first: expiry and eviction look at the front only
         self._partial: dict[str, _Partial] = {}
+        self.held_bytes = 0
+        self.dropped = 0  # partial messages given up on (expired, evicted, out of order)
 
     def __len__(self) -> int:
         return len(self._partial)
@@ -156,27 +180,67 @@ class Assembler:
         if seq == 0 and done:
             return Message(subject, chunk, encoding, headers)  # the common single-chunk case
         now = time.monotonic() if now is None else now
+        if self._partial:
+            self.expire(now)
         partial = self._partial.get(msg_id)
         if partial is None:
             if seq != 0:
-                return None  # first chunk missing: drop
+                return None  # first chunk missing (or already given up on): drop
             partial = _Partial(subject, encoding, 0, [], now)
             self._partial[msg_id] = partial
-            self.expire(now)
         if seq != partial.next_seq:
-            del self._partial[msg_id]  # out of order or a chunk missing: drop the message
+            self._drop(msg_id)  # out of order or a chunk missing: drop the message
             return None
+        if done:
+            self._drop(msg_id, counted=False)
+            partial.parts.append(chunk)
+            return Message(partial.subject, b"".join(partial.parts), partial.encoding, headers)
+        if partial.size + len(chunk) > self._max_bytes:
+            self._drop(msg_id)
+            log.warning(
+                "dropped a partial message on %s: over %d bytes before its last chunk",
+                subject,
+                self._max_bytes,
+            )
+            return None
+        if self.held_bytes + len(chunk) > self._max_bytes:
+            self._make_room(len(chunk), keep=msg_id)
         partial.parts.append(chunk)
+        partial.size += len(chunk)
         partial.next_seq += 1
-        if not done:
-            return None
-        del self._partial[msg_id]
-        return Message(partial.subject, b"".join(partial.parts), partial.encoding, headers)
+        self.held_bytes += len(chunk)
+        return None
+
+    def _make_room(self, size: int, keep: str) -> None:
+        """Drop the oldest partial messages but ``keep`` until ``size`` more bytes fit (the
+        caller made sure ``keep`` plus ``size`` alone fits)."""
+        for msg_id in list(self._partial):
+            if self.held_bytes + size <= self._max_bytes:
+                return
+            if msg_id != keep:
+                log.warning(
+                    "dropped the oldest partial message on %s: partial messages would hold "
+                    "over %d bytes",
+                    self._partial[msg_id].subject,
+                    self._max_bytes,
+                )
+                self._drop(msg_id)
+
+    def _drop(self, msg_id: str, *, counted: bool = True) -> None:
+        partial = self._partial.pop(msg_id)
+        self.held_bytes -= partial.size
+        self.dropped += counted
 
     def expire(self, now: float | None = None) -> int:
         """Forget partial messages older than the TTL; returns how many were dropped."""
         now = time.monotonic() if now is None else now
-        stale = [k for k, p in self._partial.items() if now - p.started > self._ttl]
-        for k in stale:
-            del self._partial[k]
-        return len(stale)
+        stale = 0
+        while self._partial:
+            oldest = next(iter(self._partial))
+            if now - self._partial[oldest].started <= self._ttl:
+                break
+            self._drop(oldest)
+            stale += 1
+        if stale:
+            log.info("dropped %d partial message(s) older than %s s", stale, self._ttl)
+        return stale

@@ -32,6 +32,10 @@ MAX_HTTP_BUFFER_SIZE: Final = 8_000_000
 CHUNK_SIZE: Final = max(1000, MAX_PAYLOAD - 100_000)
 MAX_HEADERS_BYTES: Final = 64 * 1024
 PARTIAL_MESSAGE_TTL_S: Final = 120.0
+# What one receiver (one subscription of a client) holds in unfinished chunked messages:
+# anyone who may publish to a subject could otherwise fill a subscriber's memory with first
+# chunks that never get a last one. Room for three 20 MB messages in flight at once.
+PARTIAL_MESSAGE_MAX_BYTES: Final = 64_000_000
 
 # Headers.
 REPLY_HEADER: Final = "CN-Reply"

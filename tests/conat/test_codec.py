@@ -94,3 +94,62 @@ def test_partial_messages_expire() -> None:
     assert a.expire(now=121.0) == 1
     assert len(a) == 1
     assert a.feed("s", "old", 1, True, 0, b"b", now=121.0) is None
+
+
+def test_partial_messages_expire_on_any_later_chunk() -> None:
+    """A stale partial message goes when any chunk arrives, not only when another multi-chunk
+    message starts: here only chunks of a message already in progress keep coming."""
+    a = Assembler(ttl=120)
+    a.feed("s", "stale", 0, False, 0, b"x" * 10, now=0.0)
+    a.feed("s", "live", 0, False, 0, b"y", now=100.0)
+    assert len(a) == 2 and a.held_bytes == 11
+    a.feed("s", "live", 1, False, 0, b"y", now=121.0)
+    assert len(a) == 1 and a.held_bytes == 2
+    out = a.feed("s", "live", 2, True, 0, b"y", now=122.0)
+    assert out is not None and out.raw == b"yyy"
+    assert len(a) == 0 and a.held_bytes == 0
+
+
+def test_partial_bytes_are_capped_by_dropping_the_oldest(caplog: pytest.LogCaptureFixture) -> None:
+    a = Assembler(max_bytes=100)
+    for i in range(5):  # 5 x 30 bytes of first chunks that never finish
+        assert a.feed("s", f"m{i}", 0, False, 0, b"x" * 30, now=float(i)) is None
+        assert a.held_bytes <= 100
+    assert len(a) == 3 and a.held_bytes == 90
+    assert "dropped the oldest partial message" in caplog.text
+    # the oldest went: m0 and m1 cannot be finished any more, m4 can
+    assert a.feed("s", "m0", 1, True, 0, b"z", now=5.0) is None
+    assert a.feed("s", "m1", 1, True, 0, b"z", now=5.0) is None
+    out = a.feed("s", "m4", 1, True, 0, b"z", now=5.0)
+    assert out is not None and out.raw == b"x" * 30 + b"z"
+    assert a.held_bytes == 60 and a.dropped == 2
+
+
+def test_growing_message_keeps_room_for_itself() -> None:
+    """Making room never drops the message the chunk belongs to, even when it is the oldest."""
+    a = Assembler(max_bytes=100)
+    a.feed("s", "big", 0, False, 0, b"a" * 40, now=0.0)
+    a.feed("s", "other", 0, False, 0, b"b" * 40, now=1.0)
+    assert a.feed("s", "big", 1, False, 0, b"a" * 40, now=2.0) is None  # 'other' makes room
+    assert len(a) == 1 and a.held_bytes == 80
+    out = a.feed("s", "big", 2, True, 0, b"a", now=3.0)
+    assert out is not None and len(out.raw) == 81
+
+
+def test_one_message_over_the_cap_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    a = Assembler(max_bytes=100)
+    a.feed("s", "keep", 0, False, 0, b"k" * 10)
+    a.feed("s", "huge", 0, False, 0, b"h" * 60)
+    assert a.feed("s", "huge", 1, False, 0, b"h" * 60) is None
+    assert "over 100 bytes before its last chunk" in caplog.text
+    assert a.feed("s", "huge", 2, True, 0, b"h") is None  # gone, not half-kept
+    assert len(a) == 1 and a.held_bytes == 10  # the other message is untouched
+
+
+def test_production_partial_cap_fits_a_20_mb_message() -> None:
+    a = Assembler()
+    parts = list(split(bytes(20 * 1024 * 1024), 7_900_000))
+    out = None
+    for seq, part in enumerate(parts):
+        out = a.feed("s", "m", seq, seq == len(parts) - 1, 0, part)
+    assert out is not None and len(out.raw) == 20 * 1024 * 1024
