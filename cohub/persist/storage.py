@@ -6,6 +6,16 @@ bytes and optional JSON ``headers``. Payloads over 1 KB are stored zstd-compress
 layout is the reference's, so a stream file can move between implementations; the schema
 version lives in ``PRAGMA user_version`` and is checked on open.
 
+Schema versions: 1 is the reference layout (messages, config); 2 adds ``msg_ids``, the msgIDs
+of the last 2 minutes with the ``{seq, time}`` they were stored at. They live in the stream's
+own file and are written in the same transaction as the message, so a repeated msgID is
+recognised after the stream is closed and reopened, or its persist process restarts. A file
+of version 0 or 1 gains the table on open (another implementation ignores an extra table).
+
+Several connections (processes, in nfs mode) may write one file: ``PRAGMA data_version`` tells
+a connection that another one committed, and then it re-reads the counters and config it
+caches.
+
 Every change is reported to the listeners after it is committed: a stored message as a dict
 with ``seq, time, key, encoding, raw, headers``, a deletion as ``{"op": "delete", "seqs"}``.
 The reference runs its storage synchronously on the event loop (better-sqlite3); so do we:
@@ -35,9 +45,10 @@ from .limits import EPHEMERAL_MAX_BYTES, Config
 
 log = logging.getLogger("cohub.persist.storage")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COMPRESS_THRESHOLD = 1024
 MSG_ID_TTL_S = 120.0
+_MSG_ID_PRUNE_S = 10.0  # expired msgIDs are deleted at most this often (on a write)
 MAX_KEY_LENGTH = 4096
 MAX_MSG_ID_LENGTH = 256
 
@@ -56,6 +67,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS config (field TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS idx_messages_key ON messages(key)",
     "CREATE INDEX IF NOT EXISTS idx_messages_time ON messages(time)",
+    # time is ms since the epoch, as in the {seq, time} a set answers
+    "CREATE TABLE IF NOT EXISTS msg_ids (msg_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+    "time INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS idx_msg_ids_time ON msg_ids(time)",
 )
 _COLUMNS = {"seq", "key", "time", "headers", "compress", "encoding", "raw", "size", "ttl"}
 _SELECT = "SELECT seq, key, time, compress, encoding, raw, headers FROM messages"
@@ -155,11 +170,22 @@ class Stream:
         self._dirty = False
         self._listeners: list[Listener] = []
         self._pending: list[Change] = []
-        self._msg_ids: dict[str, tuple[float, SetResult]] = {}
-        self._new_msg_ids: list[str] = []  # added by the open transaction
+        self._pruned_at = 0.0  # monotonic time msg_ids was last pruned
         self._recent: deque[tuple[float, int]] = deque()  # (time, size) of writes in the last 1 s
         self.closed = False
-        self._conf = self._read_config()
+        self._data_version = -1
+        self._conf = Config()
+        self._count = self._bytes = 0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Re-read what this object caches when another connection committed since."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        conf = self._read_config()
+        self._conf = self._cap_ephemeral(conf) if self.file is None else conf
         self._count, self._bytes = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages"
         ).fetchone()
@@ -187,8 +213,13 @@ class Stream:
                 conn = sqlite3.connect(
                     str(file), isolation_level=None, check_same_thread=False, timeout=10
                 )
-        except (sqlite3.Error, OSError) as e:
-            raise StorageError(f"stream '{name}': cannot open its file: {e}") from None
+        except sqlite3.Error as e:
+            raise StorageError(f"stream '{name}': cannot open its file: {_describe(e)}") from None
+        except OSError as e:
+            raise StorageError(
+                f"stream '{name}': cannot open its file: {e} "
+                "(check that the directory is writable and has space)"
+            ) from None
         try:
             _prepare(conn, name, ephemeral=file is None, sync=sync, mode=mode)
             stream = cls(name, conn, file=file, archive=archive, archive_interval=archive_interval)
@@ -198,8 +229,6 @@ class Stream:
         except ConatError:
             conn.close()
             raise
-        if file is None:
-            stream._conf = stream._cap_ephemeral(stream._conf)
         return stream
 
     def close(self) -> None:
@@ -298,9 +327,12 @@ class Stream:
         )
         now = time.time()
         if msg_id is not None:
-            hit = self._msg_ids.get(msg_id)
-            if hit is not None and now - hit[0] < MSG_ID_TTL_S:
-                return hit[1]
+            hit = self._db.execute(
+                "SELECT seq, time FROM msg_ids WHERE msg_id=? AND time>?",
+                (msg_id, round((now - MSG_ID_TTL_S) * 1000)),
+            ).fetchone()
+            if hit is not None:
+                return SetResult(int(hit[0]), int(hit[1]))
         old_seq: int | None = None
         if key is not None:
             row = self._db.execute("SELECT seq FROM messages WHERE key=?", (key,)).fetchone()
@@ -328,10 +360,12 @@ class Stream:
         result = SetResult(seq, round(now * 1000))
         self._recent.append((now, size))
         if msg_id is not None:
-            self._msg_ids[msg_id] = (now, result)
-            self._new_msg_ids.append(msg_id)
-            if len(self._msg_ids) > 10_000:
-                self._forget_msg_ids(now)
+            # REPLACE: an expired, not yet pruned row of the same msgID gives way
+            self._db.execute(
+                "INSERT OR REPLACE INTO msg_ids(msg_id, seq, time) VALUES (?, ?, ?)",
+                (msg_id, seq, result.time),
+            )
+            self._prune_msg_ids(now)
         change: Change = {
             "seq": seq,
             "time": result.time,
@@ -387,6 +421,7 @@ class Stream:
 
     def expire(self) -> None:
         """Delete what max_age and per-message ttl say has expired (and announce it)."""
+        self._refresh()  # every read starts here: see other connections' commits and config
         if self._conf.max_age > 0 or self._conf.allow_msg_ttl:
             with self._transaction():
                 self._expire(time.time())
@@ -474,12 +509,16 @@ class Stream:
     def _transaction(self) -> Iterator[None]:
         if self.closed:
             raise StorageError(f"stream '{self.name}' is closed")
-        count, size, recent = self._count, self._bytes, len(self._recent)
-        self._new_msg_ids.clear()
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            # the write lock is held now: nobody else can commit until we do
+            self._refresh()
         except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
             raise StorageError(f"stream '{self.name}': cannot write: {_describe(e)}") from None
+        count, size, recent, conf = self._count, self._bytes, len(self._recent), self._conf
         try:
             yield
             self._db.execute("COMMIT")
@@ -487,11 +526,9 @@ class Stream:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
             self._pending.clear()
-            self._count, self._bytes = count, size
+            self._count, self._bytes, self._conf = count, size, conf
             while len(self._recent) > recent:
                 self._recent.pop()
-            for msg_id in self._new_msg_ids:
-                self._msg_ids.pop(msg_id, None)
             if isinstance(e, sqlite3.Error):
                 raise StorageError(f"stream '{self.name}': cannot write: {_describe(e)}") from None
             raise
@@ -573,8 +610,14 @@ class Stream:
                     if last is not None:
                         self._delete_where("seq <= ?", (last,))
 
-    def _forget_msg_ids(self, now: float) -> None:
-        self._msg_ids = {k: v for k, v in self._msg_ids.items() if now - v[0] < MSG_ID_TTL_S}
+    def _prune_msg_ids(self, now: float) -> None:
+        """Delete msgIDs older than the dedupe window; at most every few seconds, since it
+        scans an index and most writes find nothing to delete."""
+        tick = time.monotonic()
+        if tick - self._pruned_at < _MSG_ID_PRUNE_S:
+            return
+        self._pruned_at = tick
+        self._db.execute("DELETE FROM msg_ids WHERE time<=?", (round((now - MSG_ID_TTL_S) * 1000),))
 
     def _read_config(self) -> Config:
         rows = dict(self._db.execute("SELECT field, value FROM config").fetchall())
@@ -660,15 +703,19 @@ def _prepare(
 
 
 def _restore_from_archive(file: Path, archive: Path) -> None:
-    """Tiered storage: when the archive copy is newer than the local file, start from it."""
+    """Tiered storage: when the archive copy is newer than the local file, start from it.
+
+    In WAL mode the newest commits may sit only in ``<file>-wal`` (the main file changes at
+    checkpoints), so the local copy is as new as the newer of the two.
+    """
     try:
         archive_mtime = archive.stat().st_mtime
     except FileNotFoundError:
         return
-    try:
-        local_mtime = file.stat().st_mtime
-    except FileNotFoundError:
-        local_mtime = 0.0
+    local_mtime = 0.0
+    for local in (file, Path(str(file) + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            local_mtime = max(local_mtime, local.stat().st_mtime)
     if archive_mtime > local_mtime:
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
