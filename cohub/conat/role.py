@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..db import projects
 from ..roles import Role, RoleContext
-from .auth import CookieAuthenticator
+from .auth import CookieAuthenticator, load_or_create_secret
 from .metrics import RouterCollector
 from .permissions import Permissions
 from .router import Router
+
+
+def system_password_file(hub_password_file: Path) -> Path:
+    """The ``sys`` cookie's secret (identity ``{hub_id: "system"}``, for cluster links and
+    system services) lives beside the hub password, created on first use like it."""
+    return hub_password_file.with_name(hub_password_file.name + "-system")
 
 
 def build_router(ctx: RoleContext) -> Router:
@@ -18,7 +26,10 @@ def build_router(ctx: RoleContext) -> Router:
         return await projects.is_collaborator(ctx.db, project_id, account_id)
 
     authenticate = CookieAuthenticator(
-        ctx.db, hub_password=ctx.hub_password, base_path=ctx.settings.prefix
+        ctx.db,
+        hub_password=ctx.hub_password,
+        base_path=ctx.settings.prefix,
+        system_password=load_or_create_secret(system_password_file(ctx.settings.password_file)),
     )
     return Router(authenticate, Permissions(is_collaborator))
 

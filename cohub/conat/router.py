@@ -88,6 +88,8 @@ class Router:
         max_payload: int = P.MAX_PAYLOAD,
         max_connections: int = P.MAX_CONNECTIONS_PER_SERVER,
         max_connections_per_user: int = P.MAX_CONNECTIONS_PER_USER,
+        max_subscriptions: int = P.MAX_SUBSCRIPTIONS_PER_SOCKET,
+        max_hub_subscriptions: int = P.MAX_SUBSCRIPTIONS_PER_HUB,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
     ) -> None:
@@ -98,6 +100,8 @@ class Router:
         self.max_payload = max_payload
         self.max_connections = max_connections
         self.max_connections_per_user = max_connections_per_user
+        self.max_subscriptions = max_subscriptions
+        self.max_hub_subscriptions = max_hub_subscriptions
         self.interest: Interest[_Session] = Interest()
         self.counters = RouterCounters()
         self._sessions: dict[str, _Session] = {}
@@ -296,7 +300,7 @@ class Router:
     # ---- subscribe --------------------------------------------------------------------------
     async def _on_subscribe(self, session: _Session, payload: Any) -> Any:
         if isinstance(payload, list):
-            if len(payload) > P.MAX_SUBSCRIPTIONS_PER_HUB:
+            if len(payload) > max(self.max_hub_subscriptions, self.max_subscriptions):
                 raise BadRequest("too many subscriptions in one request")
             results = []
             for item in payload:
@@ -322,11 +326,7 @@ class Router:
             return {"status": "already-added"}
         await self._check(session, "sub", subject)
         assert session.identity is not None
-        limit = (
-            P.MAX_SUBSCRIPTIONS_PER_HUB
-            if session.identity.is_hub
-            else P.MAX_SUBSCRIPTIONS_PER_SOCKET
-        )
+        limit = self.max_hub_subscriptions if session.identity.is_hub else self.max_subscriptions
         if len(session.subs) >= limit:
             raise TooMany(
                 f"there is a limit of at most {limit} subscriptions and you currently have "
@@ -568,14 +568,7 @@ class Router:
         except InvalidSubject as e:
             raise BadRequest(f"invalid subject: {e}") from None
         await self._check(session, "pub", subject)
-        timeout = payload.get("timeout")
-        if timeout is None:
-            timeout_s = P.MAX_WAIT_FOR_INTEREST
-        elif isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
-            timeout_s = min(float(timeout) / 1000.0, P.MAX_WAIT_FOR_INTEREST)
-        else:
-            raise BadRequest("timeout must be a non-negative number of milliseconds")
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + wait_for_interest_seconds(payload.get("timeout"))
         while True:
             if self.has_counted_interest(subject):
                 return True
@@ -602,6 +595,16 @@ class Router:
             }
             for s in self._sessions.values()
         ]
+
+
+def wait_for_interest_seconds(timeout: Any) -> float:
+    """How long a ``wait-for-interest`` waits: ``timeout`` is in milliseconds, absent means
+    the default (30 s), and no caller may hold the router longer than the cap (90 s)."""
+    if timeout is None:
+        return P.DEFAULT_WAIT_FOR_INTEREST
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
+        return min(float(timeout) / 1000.0, P.MAX_WAIT_FOR_INTEREST)
+    raise BadRequest("timeout must be a non-negative number of milliseconds")
 
 
 def new_server_id() -> str:

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import secrets
 import uuid
+from urllib.parse import quote
 
+import msgpack
 import pytest
 import socketio
+from websockets.asyncio.client import connect as ws_connect
 
 from cohub.conat.client import Client
-from cohub.conat.errors import BadRequest, NoSubscribers, PermissionDenied, RequestTimeout
+from cohub.conat.errors import (
+    BadRequest,
+    ConatError,
+    NoSubscribers,
+    PermissionDenied,
+    RequestTimeout,
+)
+from cohub.conat.protocol import CONNECTIONS_SUBJECT
+from cohub.db import projects as db_projects
+from cohub.db.engine import Database
 
 pytestmark = pytest.mark.asyncio
 
@@ -249,3 +264,236 @@ async def test_same_subject_twice_shares_one_server_subscription(server, user, c
         await asyncio.sleep(0.05)
     assert subject not in await client.sio.call("subscriptions", None, timeout=5)
     assert (await client.publish(subject, 3)).count == 0
+
+
+# ---- audit follow-ups ------------------------------------------------------------------------
+
+
+async def test_wait_for_interest_default_and_cap() -> None:
+    """conat.md 6: wait-for-interest defaults to 30 s and never waits past 90 s, on the router
+    (milliseconds on the wire) and in the client (seconds, or True for the default)."""
+    from cohub.conat.client import wait_for_interest_seconds as client_wait
+    from cohub.conat.router import wait_for_interest_seconds as router_wait
+
+    assert router_wait(None) == 30.0
+    assert router_wait(1500) == 1.5
+    assert router_wait(0) == 0.0
+    assert router_wait(10 * 60 * 1000) == 90.0
+    assert router_wait(float("inf")) == 90.0
+    for bad in (-1, "30", True, float("nan"), [1]):
+        with pytest.raises(BadRequest):
+            router_wait(bad)
+    assert client_wait(True) == 30.0
+    assert client_wait(2.5) == 2.5
+    assert client_wait(600) == 90.0
+
+
+async def _until(predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_missing_middle_chunk_drops_the_message_end_to_end(server, user, connect) -> None:
+    """conat.md 9.6: chunks 0 and 2 of a message (1 never sent) reach a Client subscriber,
+    which must drop that message and still deliver the next one."""
+    subscriber = await connect(server, {"remember_me": user.cookie})
+    publisher = await connect(server, {"remember_me": user.cookie})
+    subject = f"account.{user.account_id}.gappy"
+    sub = await subscriber.subscribe(subject)
+    for seq, done in ((0, 0), (2, 1)):
+        frame = [subject, "gap-id", seq, done, 0, msgpack.packb(f"part {seq}")]
+        assert await publisher.sio.call("publish", frame, timeout=5) == {"count": 1}
+    assert (await publisher.publish(subject, "whole")).count == 1
+    assert (await sub.next(timeout=5)).data == "whole"
+    with pytest.raises(RequestTimeout):
+        await sub.next(timeout=0.3)  # and nothing else came
+
+
+async def test_admin_tap_is_never_counted(server, user, connect) -> None:
+    """conat.md 9.5: with a '>' tap and a real subscriber the count is 1 and both get it; with
+    the tap alone the count is 0 and a request fails with 503."""
+    hub = await connect(server, {"hub_password": server.hub_password})
+    client = await connect(server, {"remember_me": user.cookie})
+    tap = await hub.subscribe(">")
+    subject = f"account.{user.account_id}.tapped"
+    real = await client.subscribe(subject)
+    assert (await client.publish(subject, "both")).count == 1
+    assert (await real.next(timeout=5)).data == "both"
+    seen = await tap.next(timeout=5)
+    while seen.subject != subject:  # the server's own traffic passes the tap too
+        seen = await tap.next(timeout=5)
+    assert seen.data == "both"
+    real.close()
+    lonely = f"account.{user.account_id}.tapped.alone"
+    assert (await client.publish(lonely, 1)).count == 0
+    with pytest.raises(NoSubscribers) as e:
+        await client.request(lonely, 1, timeout=2)
+    assert e.value.code == 503
+
+
+async def test_hub_delivers_to_cluster_targets(server, connect) -> None:
+    """The field after the headers names delivery targets (cluster fan-out): a hub naming a
+    subscriber's connection and pattern reaches exactly that subscriber."""
+    from tests.conftest import sign_up
+
+    user = sign_up(server)
+    client = await connect(server, {"remember_me": user.cookie})
+    subject = f"account.{user.account_id}.targeted"
+    sub = await client.subscribe(subject)
+    hub = await connect(server, {"hub_password": server.hub_password})
+    figures = (await hub.request(CONNECTIONS_SUBJECT, None, timeout=5)).data
+    (sid,) = [c["id"] for c in figures["connections"] if c["user"] == client.info["user"]]
+    base = [subject, "t1", 0, 1, 0, msgpack.packb("to you")]
+    ack = await hub.sio.call("publish", [*base, None, [{"pattern": subject, "target": sid}]])
+    assert ack == {"count": 1}
+    msg = await sub.next(timeout=5)
+    assert msg.data == "to you" and msg.subject == subject
+    # a target that holds no such subscription is not delivered to
+    base[1] = "t2"
+    ack = await hub.sio.call("publish", [*base, None, [{"pattern": subject, "target": "nobody"}]])
+    assert ack == {"count": 0}
+    other = f"account.{user.account_id}.elsewhere"
+    ack = await hub.sio.call("publish", [*base, None, [{"pattern": other, "target": sid}]])
+    assert ack == {"count": 0}
+    with pytest.raises(RequestTimeout):
+        await sub.next(timeout=0.3)
+
+
+async def test_project_secret_cookies(server, user, connect) -> None:
+    """conat.md 3.4: project_secret with project_id signs in as the project; a wrong secret or
+    a missing project_id is refused."""
+    owner = await connect(server, {"remember_me": user.cookie})
+    project_id = await owner.call(
+        f"hub.account.{user.account_id}.api", "projects.createProject", {"title": "run"}
+    )
+    secret = secrets.token_urlsafe(24)
+    async with Database(server.db_url) as db:
+        await db_projects.set_secret_token(db, project_id, secret)
+    project = await connect(server, {"project_id": project_id, "project_secret": secret})
+    assert project.info["user"] == {"project_id": project_id}
+    sub = await project.subscribe(f"project.{project_id}.files")
+    assert (await project.publish(f"project.{project_id}.files", 1)).count == 1
+    assert (await sub.next(timeout=5)).data == 1
+    for cookies, message in (
+        ({"project_id": project_id, "project_secret": secret + "x"}, "invalid secret token"),
+        ({"project_secret": secret}, "must specify project_id"),
+    ):
+        refused = Client(server.url, cookies=cookies, reconnect=False)
+        try:
+            with pytest.raises(ConatError, match=message) as e:
+                await refused.connect(timeout=5)
+            assert e.value.code == 401
+        finally:
+            await refused.close()
+
+
+async def test_system_password_cookie(server, connect) -> None:
+    """conat.md 3.1: the sys cookie with the system password (a file beside the hub password,
+    created at start) is the system hub identity; a wrong one is refused."""
+    path = server.data_dir / "secrets" / "conat-password-system"
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = path.read_text().strip()
+    assert password and password != server.hub_password
+    system = await connect(server, {"sys": password})
+    assert system.info["user"] == {"hub_id": "system"}
+    assert (await system.publish("sys.conat.anything", 1)).count == 0  # hubs may publish anywhere
+    refused = Client(server.url, cookies={"sys": server.hub_password}, reconnect=False)
+    try:
+        with pytest.raises(ConatError, match="invalid system account password"):
+            await refused.connect(timeout=5)
+    finally:
+        await refused.close()
+
+
+async def test_permessage_deflate_is_refused(server, user) -> None:
+    """conat.md 10: a client offering permessage-deflate gets no extension back (frames stay
+    uncompressed), and pub/sub works on that connection."""
+    ws = await ws_connect(
+        f"ws://127.0.0.1:{server.port}/conat/?EIO=4&transport=websocket",
+        additional_headers={"Cookie": f"remember_me={quote(user.cookie, safe='')}"},
+        compression="deflate",
+        open_timeout=10,
+    )
+    try:
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        assert ws.protocol.extensions == []
+
+        async def text() -> str:
+            while True:
+                frame = await asyncio.wait_for(ws.recv(), 10)
+                if frame == "2":
+                    await ws.send("3")
+                elif isinstance(frame, str):
+                    return frame
+
+        assert (await text()).startswith("0{")
+        await ws.send("40")
+        assert (await text()).startswith("40")
+        info = re.fullmatch(r'42(\d+)\["info",(.*)\]', await text())
+        assert info and json.loads(info.group(2))["user"] == {"account_id": user.account_id}
+        await ws.send(f"43{info.group(1)}[]")
+        subject = f"account.{user.account_id}.deflate"
+        await ws.send("421" + json.dumps(["subscribe", {"subject": subject, "queue": "q"}]))
+        assert await text() == '431[{"status":"added"}]'
+        payload = json.dumps({"big": "x" * 5000}).encode()  # large and compressible
+        frame = [subject, "m1", 0, 1, 1, {"_placeholder": True, "num": 0}]
+        await ws.send("451-2" + json.dumps(["publish", frame]))
+        await ws.send(payload)
+        acked = delivered = False
+        while not (acked and delivered):
+            got = await text()
+            if got == '432[{"count":1}]':
+                acked = True
+            else:
+                assert got.startswith("451-") and json.loads(got[4:])[0] == subject
+                assert await asyncio.wait_for(ws.recv(), 10) == payload
+                delivered = True
+    finally:
+        await ws.close()
+
+
+async def test_denial_cache_expires_after_60_s(
+    server, user, other_user, connect, monkeypatch
+) -> None:
+    """conat.md 2: a denial is cached for 60 s (failing locally), then the router is asked
+    again. The client's clock is moved on instead of waiting."""
+    import time
+
+    from cohub.conat import client as client_module
+
+    class Clock:
+        offset = 0.0
+
+        def monotonic(self) -> float:
+            return time.monotonic() + self.offset
+
+        def time(self) -> float:
+            return time.time() + self.offset
+
+    clock = Clock()
+    monkeypatch.setattr(client_module, "time", clock)
+    other = await connect(server, {"remember_me": other_user.cookie})
+    events: list[dict] = []
+    cache_it = other._on_permission
+
+    async def on_permission(payload: dict) -> None:
+        events.append(payload)
+        await cache_it(payload)
+
+    other.sio.on("permission", on_permission)
+    subject = f"account.{user.account_id}.secret"
+    with pytest.raises(PermissionDenied):
+        await other.publish(subject, 1)
+    await _until(lambda: len(events) == 1)
+    clock.offset = 59.0
+    with pytest.raises(PermissionDenied):
+        await other.publish(subject, 1)  # from the cache: the router is not asked
+    await asyncio.sleep(0.3)
+    assert len(events) == 1
+    clock.offset = 61.0
+    with pytest.raises(PermissionDenied):
+        await other.publish(subject, 1)  # the cached denial expired: the router says no again
+    await _until(lambda: len(events) == 2)
