@@ -51,7 +51,7 @@ class SessionGone(ConatError):
 @dataclass
 class _Open:
     stream: Stream
-    users: int = 0
+    users: dict[str, int] = field(default_factory=dict)  # scope -> sessions and calls using it
 
 
 @dataclass(eq=False)
@@ -98,7 +98,8 @@ class PersistServer:
         self.session_ttl = session_ttl
         self._streams: dict[tuple[str, bool], _Open] = {}
         self._sessions: dict[tuple[str, str], _Session] = {}
-        self._per_scope: dict[str, int] = {}
+        # scope -> the distinct streams it has open: the limits count streams, not sessions
+        self._per_scope: dict[str, set[tuple[str, bool]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._sub: Subscription | None = None
 
@@ -279,17 +280,18 @@ class PersistServer:
         sync = storage.get("sync", False)
         if not isinstance(ephemeral, bool) or not isinstance(sync, bool):
             raise BadRequest("storage.ephemeral and storage.sync must be true or false")
-        if self._per_scope.get(scope, 0) >= self.max_per_scope:
+        key = (path, ephemeral)
+        mine = self._per_scope.get(scope, set())
+        if key not in mine and len(mine) >= self.max_per_scope:
             raise TooMany(
                 f"too many open streams for {scope} on persist server {self.id} "
                 f"(limit {self.max_per_scope})"
             )
-        if sum(self._per_scope.values()) >= self.max_global:
+        entry = self._streams.get(key)
+        if entry is None and len(self._streams) >= self.max_global:
             raise TooMany(
                 f"too many open streams on persist server {self.id} (limit {self.max_global})"
             )
-        key = (path, ephemeral)
-        entry = self._streams.get(key)
         if entry is None:
             file = None if ephemeral else paths.file_for(self.sync_dir, path)
             archive = None
@@ -306,21 +308,25 @@ class PersistServer:
             entry = self._streams[key] = _Open(stream)
         elif sync:
             entry.stream.enable_sync()
-        entry.users += 1
-        self._per_scope[scope] = self._per_scope.get(scope, 0) + 1
+        entry.users[scope] = entry.users.get(scope, 0) + 1
+        self._per_scope.setdefault(scope, set()).add(key)
         return key
 
     def _release(self, scope: str, key: tuple[str, bool]) -> None:
-        left = self._per_scope.get(scope, 0) - 1
-        if left > 0:
-            self._per_scope[scope] = left
-        else:
-            self._per_scope.pop(scope, None)
         entry = self._streams.get(key)
         if entry is None:
             return
-        entry.users -= 1
-        if entry.users <= 0:
+        left = entry.users.get(scope, 0) - 1
+        if left > 0:
+            entry.users[scope] = left
+            return
+        entry.users.pop(scope, None)
+        mine = self._per_scope.get(scope)
+        if mine is not None:
+            mine.discard(key)
+            if not mine:
+                del self._per_scope[scope]
+        if not entry.users:
             del self._streams[key]
             try:
                 entry.stream.close()

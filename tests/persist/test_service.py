@@ -260,3 +260,140 @@ async def test_hub_may_use_any_path(server: Server, connect) -> None:
         await s.append("in memory")
         assert (await s.inventory())["limits"] == {"max_bytes": 64_000_000}  # the cap
         assert [e.data for e in await s.get_all()] == ["in memory"]
+
+
+async def test_open_stream_limits_count_distinct_streams(
+    server: Server, user: User, connect
+) -> None:
+    """Many sessions and stateless calls on one stream are one open stream, not many."""
+    hub = await connect(server, {"hub_password": server.hub_password})
+    nc = await connect(server, {"remember_me": user.cookie})
+    other = sign_up(server)
+    nc2 = await connect(server, {"remember_me": other.cookie})
+    sid = f"distinct-{secrets.token_hex(3)}"
+    persist = PersistServer(hub, sid, server.data_dir / "sync", max_per_scope=2, max_global=3)
+    a, b, c = path(user, "a"), path(user, "b"), path(user, "c")
+
+    async def ask(client: Client, u: User, headers: dict[str, Any], data: Any = None) -> Any:
+        reply = await client.request(
+            f"persist.account-{u.account_id}.server.{sid}", data, headers=headers, timeout=10
+        )
+        return (reply.headers or {}).get("code")
+
+    async def open_session(client: Client, u: User, p: str, session: str) -> Any:
+        return await ask(client, u, {"cmd": "open", "session": session}, {"storage": {"path": p}})
+
+    async with persist:
+        for n in range(5):  # more sessions than the per-scope limit, all on one stream
+            assert await open_session(nc, user, a, f"a{n}") is None
+        assert persist.open_streams == 1
+        assert await open_session(nc, user, b, "b0") is None
+        assert await open_session(nc, user, c, "c0") == 429  # a third distinct stream
+        # a stateless call on a stream this scope already has open is not a new stream
+        assert await ask(nc, user, {"cmd": "keys", "storage": {"path": a}}) is None
+        assert await ask(nc, user, {"cmd": "keys", "storage": {"path": c}}) == 429
+        # the server-wide limit: a, b and the other account's first stream
+        assert await open_session(nc2, other, path(other, "d"), "d0") is None
+        assert await open_session(nc2, other, path(other, "e"), "e0") == 429
+        assert persist.open_streams == 3
+        # closing the only session on b frees its slot for c; a's 5 sessions still hold a
+        assert await ask(nc, user, {"cmd": "close", "session": "b0"}) is None
+        assert await open_session(nc, user, c, "c1") is None
+        assert await ask(nc, user, {"cmd": "close", "session": "a0"}) is None
+        assert await open_session(nc, user, b, "b1") == 429  # a is still open: 2 streams
+
+
+async def test_msg_id_dedupe_across_stateless_calls_and_sessions(
+    server: Server, user: User, connect
+) -> None:
+    nc = await connect(server, {"remember_me": user.cookie})
+    p = path(user)
+    s = AStream(nc, p)
+    first = await s.append("one", msg_id="retry-me")
+    # each stateless call opens and closes the stream on the server: only the file remembers
+    assert await s.append("two", msg_id="retry-me") == first
+    async with PersistStream(nc, p) as session:
+        assert await session.append("three", msg_id="retry-me") == first
+        results = await session.set_many([{"raw": b"\x01", "msgID": "retry-me"}])
+        assert results == [{"seq": first.seq, "time": first.time}]
+    assert [e.data for e in await s.get_all()] == ["one"]
+
+
+async def test_max_age_expiry_is_announced_without_writes(
+    server: Server, user: User, connect
+) -> None:
+    nc = await connect(server, {"remember_me": user.cookie})
+    async with PersistStream(nc, path(user)) as s:
+        await s.config({"max_age": 300})
+        feed = await s.changefeed()
+        a = await s.append("a")
+        b = await s.append("b")
+        got: list[Any] = []
+        # no more writes: the server's once-a-second housekeeping expires and announces them
+        while not any(isinstance(u, Deleted) for u in got):
+            got.extend(await feed.next(10))
+        deleted = [seq for u in got if isinstance(u, Deleted) for seq in u.seqs]
+        assert sorted(deleted) == [a.seq, b.seq]
+        assert await s.get_all() == []
+
+
+async def test_get_all_over_several_batches(server: Server, user: User, connect) -> None:
+    nc = await connect(server, {"remember_me": user.cookie})
+    p = path(user)
+    # 12 MB that zstd cannot shrink: three batches or more of about 4 MB each
+    values = [secrets.token_bytes(200_000) for _ in range(60)]
+    async with PersistStream(nc, p, timeout=60) as s:
+        for i in range(0, len(values), 10):
+            await s.set_many([{"raw": v, "encoding": 0} for v in values[i : i + 10]])
+        entries = await s.get_all()
+        assert [e.raw for e in entries] == values
+        assert [e.seq for e in entries] == list(range(1, 61))
+        assert [e.seq for e in await s.get_all(start_seq=30)] == list(range(30, 61))
+    # the same request by hand: count the batches and check their numbering
+    scope = f"account-{user.account_id}"
+    server_id = (await nc.request(f"persist.{scope}.id", None, timeout=10)).data
+    batches: list[int] = []
+    count = 0
+    replies = nc.request_many(
+        f"persist.{scope}.server.{server_id}",
+        None,
+        headers={"cmd": "getAll", "storage": {"path": p}},
+        timeout=30,
+        max_wait=30,
+    )
+    async for msg in replies:
+        batches.append((msg.headers or {})["seq"])
+        count += len(msg.data)
+    assert count == 60
+    assert len(batches) >= 3 and batches == list(range(len(batches)))
+
+
+async def test_two_servers_share_a_directory_in_nfs_mode(
+    server: Server, connect, tmp_path: Any
+) -> None:
+    """nfs mode: any server may open any stream, and they see each other's writes."""
+    hub = await connect(server, {"hub_password": server.hub_password})
+    shared = tmp_path / "shared"
+    one, two = f"nfs1-{secrets.token_hex(3)}", f"nfs2-{secrets.token_hex(3)}"
+    storage = {"path": "hub/nfs-shared"}
+    first = PersistServer(hub, one, shared, mode="nfs")
+    second = PersistServer(hub, two, shared, mode="nfs")
+    async with first, second:
+
+        async def ask(sid: str, headers: dict[str, Any], data: Any = None) -> Any:
+            reply = await hub.request(
+                f"persist.hub.server.{sid}", data, headers=headers, timeout=10
+            )
+            assert "error" not in (reply.headers or {}), reply.data
+            return reply.data
+
+        # both hold the stream open at once: a session on each
+        await ask(one, {"cmd": "open", "session": "s1"}, {"storage": storage})
+        await ask(two, {"cmd": "open", "session": "s2"}, {"storage": storage})
+        a = await ask(one, {"cmd": "set", "session": "s1", "msgID": "m"}, "from one")
+        b = await ask(two, {"cmd": "set", "session": "s2"}, "from two")
+        assert (a["seq"], b["seq"]) == (1, 2)
+        assert await ask(two, {"cmd": "set", "session": "s2", "msgID": "m"}, "dup") == a
+        assert (await ask(one, {"cmd": "inventory", "session": "s1"}))["count"] == 2
+        assert (await ask(two, {"cmd": "get", "session": "s2", "seq": 1}))["seq"] == 1
+    assert not (shared / "hub" / "nfs-shared.db-wal").exists()
