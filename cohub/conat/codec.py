@@ -177,8 +177,10 @@ class Assembler:
         now: float | None = None,
     ) -> Message | None:
         """Add one chunk; returns the whole message once its last chunk arrives."""
-        if seq == 0 and done:
-            return Message(subject, chunk, encoding, headers)  # the common single-chunk case
+        if seq == 0 and done:  # the common single-chunk case
+            if self._partial:
+                self.expire(now)
+            return Message(subject, chunk, encoding, headers)
         now = time.monotonic() if now is None else now
         if self._partial:
             self.expire(now)

@@ -153,3 +153,11 @@ def test_production_partial_cap_fits_a_20_mb_message() -> None:
     for seq, part in enumerate(parts):
         out = a.feed("s", "m", seq, seq == len(parts) - 1, 0, part)
     assert out is not None and len(out.raw) == 20 * 1024 * 1024
+
+
+def test_single_chunk_messages_expire_stale_partials_too() -> None:
+    a = Assembler(ttl=120)
+    a.feed("s", "stale", 0, False, 0, b"x", now=0.0)
+    out = a.feed("s", "small", 0, True, 0, b"y", now=121.0)
+    assert out is not None and out.raw == b"y"
+    assert len(a) == 0 and a.held_bytes == 0
