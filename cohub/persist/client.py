@@ -45,6 +45,15 @@ log = logging.getLogger("cohub.persist.client")
 
 GONE = 410
 _RECOVERABLE = (GONE, 503, 408)
+_BACKOFF_GROWTH = 1.8
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds to wait before retry number ``attempt`` (0, 1, ...): exponential up to
+    ``cap``, then drawn uniformly from the upper half, so thousands of clients that lost one
+    persist process come back spread over time instead of all at once. Never above ``cap``."""
+    ceiling = min(cap, base * _BACKOFF_GROWTH ** min(attempt, 64))  # min: no float overflow
+    return random.uniform(ceiling / 2, ceiling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +243,9 @@ class PersistClient:
                 loop_time = asyncio.get_running_loop().time()
                 if e.code not in _RECOVERABLE or loop_time > deadline:
                     raise
-                delay = min(self.reconnect_delay_max, self.reconnect_delay * 1.8**attempt)
+                delay = backoff(attempt, self.reconnect_delay, self.reconnect_delay_max)
                 attempt += 1
-                await asyncio.sleep(min(delay * random.uniform(0.5, 1.5), deadline - loop_time))
+                await asyncio.sleep(min(delay, deadline - loop_time))
 
     async def close(self) -> None:
         if self.state == "closed":
@@ -355,9 +364,9 @@ class PersistClient:
     async def _recover(self) -> None:
         """Reopen the session with jittered exponential backoff until it works or we close."""
         while self.state != "closed":
-            delay = min(self.reconnect_delay_max, self.reconnect_delay * 1.8**self._attempt)
+            delay = backoff(self._attempt, self.reconnect_delay, self.reconnect_delay_max)
             self._attempt += 1
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            await asyncio.sleep(delay)
             try:
                 await self._connect()
                 self._attempt = 0
@@ -407,6 +416,7 @@ class PersistClient:
         if self.state != "ready":
             await self.open()
         deadline = asyncio.get_running_loop().time() + self.timeout
+        attempt = 0
         while True:
             try:
                 if self.server_id is None:
@@ -426,7 +436,10 @@ class PersistClient:
                     raise
                 if self.stateless:
                     self.server_id = None
-                    await asyncio.sleep(self.reconnect_delay * random.uniform(0.5, 1.5))
+                    await asyncio.sleep(
+                        backoff(attempt, self.reconnect_delay, self.reconnect_delay_max)
+                    )
+                    attempt += 1
                 else:
                     try:
                         await self._spawn_recovery()
@@ -516,7 +529,9 @@ class PersistClient:
                     raise
                 if self.stateless:
                     self.server_id = None
-                    await asyncio.sleep(self.reconnect_delay * random.uniform(0.5, 1.5))
+                    await asyncio.sleep(
+                        backoff(attempt, self.reconnect_delay, self.reconnect_delay_max)
+                    )
                 else:
                     await self._spawn_recovery()
         raise AssertionError("unreachable")
