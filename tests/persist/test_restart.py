@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import time
+import uuid
 
 import pytest
 
@@ -73,6 +74,10 @@ async def test_acknowledged_sets_survive_kill_9(persist_server: Server) -> None:
         assert len(acked) == 300
         for seq, value in acked:
             assert stored.get(seq) == value, (seq, value)
+        # a set retried after the kill (its reply lost) carries the same msgID: the restarted
+        # process finds it in the file and answers the original seq instead of storing twice
+        assert sorted(stored.values()) == list(range(300))
+        assert len({seq for seq, _ in acked}) == 300
         assert s.reconnects >= 1
     finally:
         await nc.close()
@@ -122,3 +127,49 @@ async def test_fifty_changefeeds_resume_after_kill_9(persist_server: Server) -> 
             await s.close()
         await nc.close()
         await writer_nc.close()
+
+
+async def test_msg_id_dedupe_survives_kill_9(persist_server: Server) -> None:
+    nc = await hub_client(persist_server)
+    try:
+        owner = pick(IDS, "hub")
+        storage = Storage(f"hub/msgid-{secrets.token_hex(3)}")
+        async with PersistStream(
+            nc, storage, timeout=20, attempt_timeout=2, reconnect_delay=0.1
+        ) as s:
+            first = await s.append("original", msg_id="once")
+            before = kill_persist(persist_server, owner)
+            again = await s.append("retry", msg_id="once")  # answered by the new process
+            assert persist_pid(persist_server, owner) != before
+            assert again == first
+            assert [e.data for e in await s.get_all()] == ["original"]
+    finally:
+        await nc.close()
+
+
+async def test_load_balancer_with_two_servers_matches_pick(persist_server: Server) -> None:
+    """Every client gets ids[abs(java_hash(scope)) % 2] for a scope, every time."""
+    first, second = await hub_client(persist_server), await hub_client(persist_server)
+    try:
+        scopes = ["hub"] + [f"account-{uuid.UUID(int=i)}" for i in range(150)]
+        scopes += [f"project-{uuid.UUID(int=i << 64)}" for i in range(150)]
+
+        async def ask(nc: Client, scope: str) -> str:
+            reply = await nc.request(f"persist.{scope}.id", None, timeout=20)
+            return str(reply.data)
+
+        answers = await asyncio.gather(*(ask(first, s) for s in scopes))
+        assert answers == [pick(IDS, s) for s in scopes]
+        assert set(answers) == set(IDS)  # both servers own some scopes
+        assert await asyncio.gather(*(ask(second, s) for s in scopes)) == answers
+        # and the picked server is the one that serves the scope's streams
+        for scope in ("hub", scopes[1], scopes[2], scopes[-1]):
+            owner = pick(IDS, scope)
+            kind, _, owner_id = scope.partition("-")
+            p = "hub/lb" if scope == "hub" else f"{kind}s/{owner_id}/lb"
+            async with PersistStream(first, p, scope=scope, timeout=20) as s:
+                await s.append(scope)
+                assert s.server_id == owner
+    finally:
+        await first.close()
+        await second.close()
