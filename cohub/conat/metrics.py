@@ -52,7 +52,13 @@ class RouterCollector(Collector):
             g.add_metric(self._labels, value)
             yield g
         counters = [
-            ("cohub_conat_connections", "Connections accepted.", c.connections_total),
+            # not "cohub_conat_connections": that is the gauge, and OpenMetrics names a
+            # counter's family without "_total", so the two would clash
+            (
+                "cohub_conat_connections_accepted",
+                "Connections accepted.",
+                c.connections_total,
+            ),
             ("cohub_conat_auth_failures", "Connections refused at sign-in.", c.auth_failures),
             ("cohub_conat_messages_in", "Published chunks received.", c.messages_in),
             ("cohub_conat_bytes_in", "Payload bytes received.", c.bytes_in),

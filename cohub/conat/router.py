@@ -300,7 +300,7 @@ class Router:
     # ---- subscribe --------------------------------------------------------------------------
     async def _on_subscribe(self, session: _Session, payload: Any) -> Any:
         if isinstance(payload, list):
-            if len(payload) > max(self.max_hub_subscriptions, self.max_subscriptions):
+            if len(payload) > P.MAX_SUBSCRIPTIONS_PER_HUB:  # a bound on one request's work
                 raise BadRequest("too many subscriptions in one request")
             results = []
             for item in payload:

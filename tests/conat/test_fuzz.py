@@ -148,6 +148,7 @@ def test_fuzz_every_event(server: Server) -> None:
     cookie = f"remember_me={user.cookie}"
     own = f"account.{user.account_id}"
     baseline_subs, baseline_conns = _settled(server)
+    baseline_rss = _rss_kb(server)
 
     @settings(
         max_examples=120,
@@ -159,7 +160,6 @@ def test_fuzz_every_event(server: Server) -> None:
         asyncio.run(_fire(server, cookie, sequence))
 
     run()
-    rss_after_fuzz = _rss_kb(server)
 
     async def still_routes() -> None:
         async with Client(server.url, cookies={"remember_me": user.cookie}) as client:
@@ -180,6 +180,8 @@ def test_fuzz_every_event(server: Server) -> None:
     assert _metric(server, "cohub_conat_subscriptions") == baseline_subs
     assert _metric(server, "cohub_conat_connections") == baseline_conns
 
-    # memory returns to its level: another round of the same work does not grow it much
+    # memory returns to what it was before any fuzzing, even after a second round. The
+    # slack covers the router's bounded caches (validated subjects, rule outcomes, matches:
+    # 10,000 entries each, a few MB) and allocator noise; a round has measured under 1 MB.
     run()
-    assert _rss_kb(server) < rss_after_fuzz * 1.25 + 20_000
+    assert _rss_kb(server) < baseline_rss + 16_000, (baseline_rss, _rss_kb(server))

@@ -7,8 +7,14 @@ import asyncio
 import httpx
 import pytest
 
+from cohub.conat import protocol as P
 from cohub.conat.client import Client
+from cohub.conat.permissions import Permissions
 from cohub.conat.protocol import PERMISSIONS_CHANGED
+from cohub.db import projects as db_projects
+from cohub.db.engine import Database
+from tests.conat import inprocess
+from tests.conat.inprocess import make_router
 from tests.conftest import Server, sign_up
 
 
@@ -110,3 +116,50 @@ async def test_valid_sessions_survive_a_recheck(server: Server, connect) -> None
     assert client.connected and client.identity is not None
     assert (await client.publish(f"account.{user.account_id}.keep", "still")).count == 1
     assert (await sub.next(timeout=5)).data == "still"
+
+
+def test_production_timings_revoke_within_a_minute() -> None:
+    """A collaborator change no hub announced is seen at the next sweep after the cached
+    decision expires: sweep interval plus cache lifetime must stay within the minute."""
+    assert P.PERMISSION_SWEEP_S + P.PERMISSION_CACHE_S <= 60
+    assert Permissions(lambda p, a: None)._ttl == P.PERMISSION_CACHE_S  # type: ignore[arg-type,return-value]
+
+
+async def test_unannounced_collaborator_removal_is_revoked(  # type: ignore[no-untyped-def]
+    server: Server, connect, monkeypatch
+) -> None:
+    """A collaborator taken off a project straight in the database (no hub, no announcement)
+    loses the project's subscriptions at the router's next sweep. The sweep and the cache
+    run at 0.2 s and 0.3 s here instead of 15 s and 45 s."""
+    monkeypatch.setattr(P, "PERMISSION_SWEEP_S", 0.2)
+    owner_user, other_user = sign_up(server), sign_up(server)
+    owner = await connect(server, {"remember_me": owner_user.cookie})
+    api = f"hub.account.{owner_user.account_id}.api"
+    project_id = await owner.call(api, "projects.createProject", {"title": "quiet"})
+    await owner.call(
+        api,
+        "projects.addCollaborator",
+        {"project_id": project_id, "account_id": other_user.account_id},
+    )
+    async with Database(server.db_url) as db:
+        router = make_router(db, hub_password="hub-secret", permission_ttl=0.3)
+        async with inprocess.serve(router) as url:
+            async with (
+                Client(url, cookies={"remember_me": other_user.cookie}) as other,
+                Client(url, cookies={"hub_password": "hub-secret"}) as hub,
+            ):
+                events: list[dict] = []
+                other.sio.on("permission", lambda data: events.append(data))
+                subject = f"project.{project_id}.files"
+                sub = await other.subscribe(subject)
+                assert (await hub.publish(subject, 1)).count == 1
+                assert (await sub.next(timeout=5)).data == 1
+                await asyncio.sleep(1.0)  # several sweeps: a collaborator keeps access
+                assert events == [] and (await hub.publish(subject, 2)).count == 1
+
+                await db_projects.remove_collaborator(db, project_id, other_user.account_id)
+                await _until(lambda: any(e["subject"] == subject for e in events), timeout=10)
+                assert events[-1]["type"] == "sub" and "revoked" in events[-1]["message"]
+                assert (await hub.publish(subject, 3)).count == 0
+                held = await other.sio.call("subscriptions", None, timeout=5)
+                assert subject not in held
