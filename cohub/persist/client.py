@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from .paths import SERVICE, check_path, scope_for
 log = logging.getLogger("cohub.persist.client")
 
 GONE = 410
+_ROWS = "rows"  # getAll's compact batch format (see cohub.persist.server)
 _RECOVERABLE = (GONE, 503, 408)
 _BACKOFF_GROWTH = 1.8
 
@@ -124,6 +126,18 @@ def _check_reply(data: Any, headers: dict[str, Any] | None) -> Any:
             code = data.get("code")
         raise from_wire({"error": error, "code": code if code is not None else 500})
     return data
+
+
+def _entries(rows: list[Any]) -> list[Entry]:
+    """Entries from getAll's compact batch: ``[seq, time, encoding, raw, key, headers]`` each."""
+    try:
+        out = list(itertools.starmap(Entry, rows))
+    except TypeError as e:
+        raise BadRequest(f"getAll: malformed batch: {e}") from None
+    for entry in out:  # cheap checks, so junk fails here and not later in .data
+        if type(entry.raw) is not bytes or type(entry.seq) is not int:
+            raise BadRequest(f"getAll: malformed message {entry!r}")
+    return out
 
 
 def _update(d: dict[str, Any]) -> Update:
@@ -450,7 +464,9 @@ class PersistClient:
     async def _get_all(self, start_seq: int | None, end_seq: int | None) -> list[Update]:
         if self.server_id is None:
             await self._locate()
-        headers = self._headers("getAll", {"start_seq": start_seq, "end_seq": end_seq})
+        headers = self._headers(
+            "getAll", {"start_seq": start_seq, "end_seq": end_seq, "format": _ROWS}
+        )
         out: list[Update] = []
         expected = 0
         replies = self.nc.request_many(
@@ -469,9 +485,13 @@ class PersistClient:
                         f"getAll: batch {hdr.get('seq')} arrived, wanted {expected}; retry"
                     )
                 expected += 1
-                if msg.data is None:
+                data = msg.data
+                if data is None:
                     return out
-                out.extend(Entry.from_wire(d) for d in msg.data)
+                if hdr.get("format") == _ROWS:
+                    out.extend(_entries(data))
+                else:  # a server that does not know the compact form sends objects
+                    out.extend(Entry.from_wire(d) for d in data)
         # Client.request_many swallows the null terminator after the first reply and ends the
         # same way on an idle timeout; only the time since the last batch tells them apart.
         if expected > 0 and loop.time() - last < self.timeout * 0.9:

@@ -12,7 +12,8 @@ the same in the reply headers):
 - Instead of a session, a request may carry ``headers.storage``: a one-shot (stateless) call.
 - Commands: set (payload = the message, headers.headers/key/ttl/previousSeq/msgID), setMany
   (data = list of ``{raw, encoding, headers, key, ttl, previousSeq, msgID}``), delete, config,
-  inventory, get, keys, getAll (batches with ``headers.seq``, then a null terminator),
+  inventory, get, keys, getAll (batches with ``headers.seq``, then a null terminator; with
+  ``headers.format = "rows"`` each message is an array, see ``_get_all``),
   changefeed, ping, close. Anything else: 404.
 """
 
@@ -32,7 +33,7 @@ from ..conat.client import Client, Subscription
 from ..conat.codec import Message
 from ..conat.errors import BadRequest, ConatError, NotFound, TooMany
 from . import paths
-from .storage import Change, Mode, StorageError, Stream
+from .storage import Change, Mode, StorageError, StoredMessage, Stream
 
 log = logging.getLogger("cohub.persist.server")
 
@@ -42,6 +43,7 @@ SESSION_TTL_S = 90.0
 BATCH_BYTES = 4_000_000  # changefeed and getAll batches are cut at about this size
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 GONE = 410
+ROWS = "rows"  # getAll's compact batch format
 
 
 class SessionGone(ConatError):
@@ -234,31 +236,38 @@ class PersistServer:
         raise NotFound(f"unknown command {cmd!r}")
 
     async def _get_all(self, stream: Stream, h: dict[str, Any], reply_to: str | None) -> None:
+        """Batches of messages, then null. With ``headers.format = "rows"`` a message is the
+        array ``[seq, time, encoding, raw, key, headers]`` instead of an object: the same
+        facts without the field names, and much cheaper to build, encode and decode."""
         if reply_to is None:
             return
+        rows = h.get("format") == ROWS
+        headers: dict[str, Any] = {"format": ROWS} if rows else {}
         seq = 0
-        batch: list[dict[str, Any]] = []
+        batch: list[Any] = []
         size = 0
         try:
-            for message in stream.get_all(h.get("start_seq"), h.get("end_seq")):
-                batch.append(message.to_wire())
-                size += len(message.raw) + 64
+            for row in stream.get_all_rows(h.get("start_seq"), h.get("end_seq")):
+                batch.append(row if rows else StoredMessage.from_row(row).to_wire())
+                size += len(row[3]) + 64
                 if size >= BATCH_BYTES:
-                    await self._send_batch(reply_to, batch, seq)
+                    await self._send_batch(reply_to, batch, seq, headers)
                     seq, batch, size = seq + 1, [], 0
             if batch:
-                await self._send_batch(reply_to, batch, seq)
+                await self._send_batch(reply_to, batch, seq, headers)
                 seq += 1
-            await self._send_batch(reply_to, None, seq)
+            await self._send_batch(reply_to, None, seq, headers)
         except ConatError as e:
             await self._reply(
                 reply_to, e.to_wire(), {"error": e.message, "code": e.code, "seq": seq}
             )
 
-    async def _send_batch(self, reply_to: str, batch: Any, seq: int) -> None:
+    async def _send_batch(
+        self, reply_to: str, batch: Any, seq: int, headers: dict[str, Any]
+    ) -> None:
         """One getAll batch. Acked, so the router has routed it before the next one leaves:
         it may handle one socket's publishes concurrently, and batches must stay in order."""
-        await self.nc.publish(reply_to, batch, headers={"seq": seq})
+        await self.nc.publish(reply_to, batch, headers={**headers, "seq": seq})
 
     # ---- streams and sessions -----------------------------------------------------------------
     def _stream_for(self, scope: str, headers: dict[str, Any]) -> tuple[Stream, Callable[[], None]]:

@@ -74,6 +74,9 @@ _SCHEMA = (
 )
 _COLUMNS = {"seq", "key", "time", "headers", "compress", "encoding", "raw", "size", "ttl"}
 _SELECT = "SELECT seq, key, time, compress, encoding, raw, headers FROM messages"
+_SELECT_ROWS = "SELECT seq, time, encoding, raw, key, headers, compress FROM messages"
+# A message as getAll sends it in the compact form: (seq, time, encoding, raw, key, headers).
+Row = tuple[int, int, int, bytes, str | None, Any]
 
 
 class StorageError(ServiceError):
@@ -98,6 +101,11 @@ class StoredMessage:
     encoding: int
     raw: bytes
     headers: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> StoredMessage:
+        seq, t, encoding, raw, key, headers = row
+        return cls(seq, t, key, encoding, raw, headers)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -444,6 +452,12 @@ class Stream:
 
     def get_all(self, start_seq: object = None, end_seq: object = None) -> Iterator[StoredMessage]:
         """Messages with start_seq <= seq <= end_seq, oldest first."""
+        for row in self.get_all_rows(start_seq, end_seq):
+            yield StoredMessage.from_row(row)
+
+    def get_all_rows(self, start_seq: object = None, end_seq: object = None) -> Iterator[Row]:
+        """What get_all yields, as plain tuples: getAll reads a whole stream this way, and a
+        tuple costs a third of a message object (the server's read rate depends on it)."""
         self.expire()
         where, params = [], []
         if start_seq is not None:
@@ -452,10 +466,22 @@ class Stream:
         if end_seq is not None:
             where.append("seq<=?")
             params.append(_int("end_seq", end_seq))
-        query = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
+        query = _SELECT_ROWS + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
+        loads, decompress = json.loads, _decompressor.decompress
         try:
-            for row in self._db.execute(query, params):
-                yield _row_to_message(row)
+            for seq, t, encoding, raw, key, headers, compress in self._db.execute(query, params):
+                if compress:
+                    if compress != _ZSTD:
+                        raise StorageError(f"message {seq} uses unknown compression {compress}")
+                    raw = decompress(raw)
+                yield (
+                    seq,
+                    round(t * 1000),
+                    int(encoding),
+                    raw,
+                    key,
+                    loads(headers) if headers else None,
+                )
         except sqlite3.Error as e:
             raise StorageError(f"stream '{self.name}': cannot read: {_describe(e)}") from None
 

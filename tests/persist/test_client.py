@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import statistics
 
-from cohub.persist.client import backoff
+import pytest
+
+from cohub.conat.errors import BadRequest
+from cohub.persist.client import _entries, backoff
 
 
 def test_backoff_grows_then_stays_under_the_cap() -> None:
@@ -29,3 +32,12 @@ def test_backoff_is_spread_so_clients_do_not_return_together() -> None:
         assert sum(d < ceiling * 0.55 for d in delays) > 30
         assert sum(d > ceiling * 0.95 for d in delays) > 30
         assert statistics.pstdev(delays) > ceiling * 0.1
+
+
+def test_compact_get_all_batches_are_checked() -> None:
+    rows = [[1, 1750000000000, 0, b"\xa1a", None, None], [2, 1750000000001, 1, b"1", "k", {}]]
+    entries = _entries(rows)
+    assert [(e.seq, e.key, e.data) for e in entries] == [(1, None, "a"), (2, "k", 1)]
+    for junk in ([[1, 2]], [[1, 2, 0, "not bytes", None, None]], [["1", 2, 0, b"", None, None]]):
+        with pytest.raises(BadRequest):
+            _entries(junk)

@@ -397,3 +397,44 @@ async def test_two_servers_share_a_directory_in_nfs_mode(
         assert (await ask(one, {"cmd": "inventory", "session": "s1"}))["count"] == 2
         assert (await ask(two, {"cmd": "get", "session": "s2", "seq": 1}))["seq"] == 1
     assert not (shared / "hub" / "nfs-shared.db-wal").exists()
+
+
+async def test_get_all_objects_and_rows_carry_the_same_messages(
+    server: Server, user: User, connect
+) -> None:
+    """The compact form (``format: rows``) is only an encoding: a client that does not ask
+    for it still gets objects, with the same facts."""
+    nc = await connect(server, {"remember_me": user.cookie})
+    p = path(user)
+    async with KV(nc, p) as kv:
+        await kv.set("k", {"v": 1}, headers={"h": [1, "x"]})
+        await PersistStream.set(kv, "z" * 5000, encoding=1)  # compressed on disk
+    scope = f"account-{user.account_id}"
+    server_id = (await nc.request(f"persist.{scope}.id", None, timeout=10)).data
+
+    async def batches(extra: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        replies = nc.request_many(
+            f"persist.{scope}.server.{server_id}",
+            None,
+            headers={"cmd": "getAll", "storage": {"path": p}, **extra},
+            timeout=10,
+            max_wait=10,
+        )
+        data, formats = [], []
+        async for msg in replies:
+            data.extend(msg.data)
+            formats.append((msg.headers or {}).get("format"))
+        return data, formats
+
+    objects, plain = await batches({})
+    rows, compact = await batches({"format": "rows"})
+    assert plain == [None] and compact == ["rows"]
+    assert [set(o) for o in objects] == [
+        {"seq", "time", "encoding", "raw", "key", "headers"},
+        {"seq", "time", "encoding", "raw"},
+    ]
+    assert rows == [
+        [o["seq"], o["time"], o["encoding"], o["raw"], o.get("key"), o.get("headers")]
+        for o in objects
+    ]
+    assert rows[0][4:] == ["k", {"h": [1, "x"]}]
