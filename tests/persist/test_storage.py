@@ -332,6 +332,12 @@ def test_msg_id_survives_close_and_reopen(tmp_path: Path) -> None:
     s.close()
 
 
+def test_msg_id_repeated_within_one_batch(stream: Stream) -> None:
+    results = stream.set_many([{"raw": b"a", "msgID": "x"}, {"raw": b"b", "msgID": "x"}])
+    assert results[0] == results[1] and results[0]["seq"] == 1
+    assert stream.inventory()["count"] == 1
+
+
 def test_msg_id_seen_by_another_connection(tmp_path: Path) -> None:
     """Two servers on one file (nfs mode) dedupe each other's msgIDs."""
     f = tmp_path / "two.db"
@@ -449,7 +455,8 @@ def test_max_age_deletions_are_announced(stream: Stream) -> None:
     stream.set(b"b")
     time.sleep(0.08)
     stream.expire()  # what the server's housekeeping does every second, with no write
-    assert {"op": "delete", "seqs": [1, 2]} in seen
+    # one announcement, or two if a slow machine let "a" expire when "b" was written
+    assert sorted(seq for c in seen if c.get("op") == "delete" for seq in c["seqs"]) == [1, 2]
     stream.set(b"c")
     assert [m.raw for m in stream.get_all()] == [b"c"]
 
