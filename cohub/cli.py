@@ -19,6 +19,7 @@ from .db.errors import DBError
 from .hub import role as api_role
 from .next import app as next_role
 from .persist import role as persist_role
+from .projects import role as runner_role
 from .roles import Role, RoleContext, compose
 from .services import stats as stats_role
 
@@ -114,7 +115,10 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
     except (OSError, DBError, SQLAlchemyError, ValueError) as e:
         print(f"cohub: cannot start: {_explain(e, settings)}", file=sys.stderr)
         return 1
-    app = compose(ctx, [BUILT[name](ctx) for name in names])
+    roles = [BUILT[name](ctx) for name in names]
+    if "hub-conat-api" in names and settings.project_runner == "local":
+        roles.append(runner_role.role(ctx))  # the API's start/stop ask it over Conat
+    app = compose(ctx, roles)
     print(
         f"cohub: serving {', '.join(names)} on http://{settings.host}:{settings.port}{settings.prefix}",
         file=sys.stderr,

@@ -84,6 +84,16 @@ class Settings:
         "Prefix of this pod's persist server ids, unique across pods. Empty means the host "
         "name (the pod name on Kubernetes).",
     )
+    project_runner: str = _opt(
+        "local",
+        "How hub-conat-api runs projects: 'local' (project servers as processes of this "
+        "machine, homes under <data-dir>/projects) or 'none' (projects cannot start).",
+    )
+    project_idle_timeout_s: float = _opt(
+        3600.0,
+        "Seconds without project API calls or touches after which the local runner stops a "
+        "project.",
+    )
     log_level: str = _opt("info", "Log level: debug, info, warning or error.")
     admin_email: str = _opt(
         "",
@@ -148,6 +158,10 @@ class Settings:
         return self.persist_sync_dir or self.data_dir / "sync"
 
     @property
+    def projects_dir(self) -> Path:
+        return self.data_dir / "projects"
+
+    @property
     def password_file(self) -> Path:
         return self.conat_password_file or self.data_dir / "secrets" / "conat-password"
 
@@ -201,6 +215,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 PORT_FIELDS = ("port", "smtp_port")
+PROJECT_RUNNERS = ("local", "none")
 
 
 def _invalid(name: str, message: str) -> SystemExit:
@@ -213,6 +228,10 @@ def validate(settings: Settings) -> Settings:
         port = getattr(settings, name)
         if not 1 <= port <= 65535:
             raise _invalid(name, f"{port} is not a port number (1-65535)")
+    if settings.project_runner not in PROJECT_RUNNERS:
+        raise _invalid("project_runner", f"{settings.project_runner!r}; use 'local' or 'none'")
+    if not settings.project_idle_timeout_s > 0:
+        raise _invalid("project_idle_timeout_s", "must be a positive number of seconds")
     base = settings.base_path
     inner = base.strip("/")
     if inner:

@@ -1,17 +1,18 @@
 """The ``projects.*`` functions that need a running project: start, stop, state, status,
 copyPathBetweenProjects, exec and writeTextFile.
 
-cohub has no project runner yet (the projects/ package is empty). These functions do the
-honest part: check access and arguments, record state transitions in the database, and talk
-to the project's API on ``project.<id>.-.api.-`` when something answers there. They never
-report work as done that was not done: starting fails with a clear "no project runner"
-error (code 503) and records that; exec and file writes fail the same way when no project
-server answers.
+The hub checks access and arguments here, then asks others over Conat: start, stop and copy
+go to the project runner on ``project-runner.api`` (cohub/projects/runner.py; only hubs may
+publish there), exec and file writes to the project's own server on
+``project.<id>.-.api.-``. When nothing answers (``--project-runner none``, or the project
+is not running) the reply is a clear 503 and nothing is reported as done that was not done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
+import time
 from typing import Any
 
 from ..conat.errors import ConatError, NoSubscribers
@@ -28,7 +29,12 @@ from .context import (
     uuid_option,
 )
 
-NO_RUNNER = "this cohub deployment has no project runner yet, so projects cannot run"
+RUNNER_SUBJECT = "project-runner.api"  # cohub.projects.runner.SUBJECT (a test keeps them equal)
+NO_RUNNER = "no project runner answers in this cohub deployment, so projects cannot run"
+START_TIMEOUT_S = 30  # the runner waits up to 20 s for a project server to report ready
+STOP_TIMEOUT_S = 15  # SIGTERM, then SIGKILL after 5 s
+COPY_TIMEOUT_S = 300
+RUNNER_WAIT_S = 5.0
 STOPPED = "opened"  # the reference's name for "exists, not running"
 ACTIVE = ("starting", "running", "stopping")
 MAX_EXEC_TIMEOUT_S = 3600
@@ -54,30 +60,69 @@ def _current_state(project: dict[str, Any]) -> dict[str, Any]:
     return dict(state) if isinstance(state, dict) and state.get("state") else {"state": STOPPED}
 
 
-async def start(ctx: Context, *args: Any) -> None:
-    """Start a project. Without a project runner this records the failed attempt in the
-    project's state and fails with code 503; nothing is started."""
+async def _call_runner(ctx: Context, name: str, opts: dict[str, Any], timeout: float) -> Any:
+    """Ask the project runner; NoSubscribers when none runs (the caller decides what that
+    means), ApiError for its refusals."""
+    # A local runner subscribes a moment after the process starts listening (it connects to
+    # this process's own router): give it that moment instead of failing the first calls.
+    local = ctx.settings is not None and ctx.settings.project_runner == "local"
+    deadline = time.monotonic() + (RUNNER_WAIT_S if local else 0)
+    try:
+        while True:
+            try:
+                reply = await ctx.request(RUNNER_SUBJECT, {"name": name, "args": [opts]}, timeout)
+                break
+            except NoSubscribers:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    except NoSubscribers:
+        raise
+    except ConatError as e:
+        raise ApiError(f"the project runner did not answer: {e.message}", 504) from None
+    if isinstance(reply, dict) and "error" in reply:
+        code = reply.get("code")
+        raise ApiError(str(reply["error"]), code if isinstance(code, int) else 500)
+    return reply
+
+
+async def start(ctx: Context, *args: Any) -> dict[str, Any]:
+    """Start a project (owners and collaborators) and return its state. With no runner
+    answering, the failed attempt is recorded in the project's state: code 503."""
     project_id = uuid_option(options(args), "project_id")
     await require_project(ctx, project_id, "write")
     project = await _project_row(ctx, project_id)
     if project["deleted"]:
         raise ApiError(f"project {project_id} is deleted; it cannot be started", 409)
-    error = f"start requested, but {NO_RUNNER}"
-    await db_projects.set_state(ctx.db, project_id, {"state": STOPPED, "error": error})
-    raise ApiError(
-        f"cannot start project {project_id}: {NO_RUNNER}. The attempt was recorded; "
-        f"the project's state stays '{STOPPED}' (not running).",
-        503,
-    )
+    try:
+        state: dict[str, Any] = await _call_runner(
+            ctx, "start", {"project_id": project_id}, START_TIMEOUT_S
+        )
+    except NoSubscribers:
+        error = f"start requested, but {NO_RUNNER}"
+        await db_projects.set_state(ctx.db, project_id, {"state": STOPPED, "error": error})
+        raise ApiError(
+            f"cannot start project {project_id}: {NO_RUNNER}. The attempt was recorded; "
+            f"the project's state stays '{STOPPED}' (not running).",
+            503,
+        ) from None
+    return state
 
 
 async def stop(ctx: Context, *args: Any) -> dict[str, Any]:
-    """Stop a project. A project that is not running is already stopped: its state is
-    recorded as stopped and its secret token cleared. A project recorded as running cannot
-    be stopped without a runner: code 503."""
+    """Stop a project and return its state. With no runner answering, a project that is not
+    recorded as running is already stopped (its state is recorded and its secret token
+    cleared); one recorded as running cannot be stopped: code 503."""
     project_id = uuid_option(options(args), "project_id")
     await require_project(ctx, project_id, "write")
     project = await _project_row(ctx, project_id)
+    try:
+        state: dict[str, Any] = await _call_runner(
+            ctx, "stop", {"project_id": project_id}, STOP_TIMEOUT_S
+        )
+        return state
+    except NoSubscribers:
+        pass
     current = _current_state(project)
     if current["state"] in ACTIVE:
         raise ApiError(
@@ -120,8 +165,8 @@ async def _call_project(ctx: Context, project_id: str, name: str, arg: Any, time
         reply = await ctx.request(subject, {"name": name, "args": [arg]}, timeout)
     except NoSubscribers:
         raise ApiError(
-            f"project {project_id} is not running (nothing answers on {subject}); "
-            f"{NO_RUNNER}. Nothing was done.",
+            f"project {project_id} is not running (nothing answers on {subject}); start it "
+            "first (projects.start). Nothing was done.",
             503,
         ) from None
     except ConatError as e:
@@ -188,8 +233,9 @@ async def write_text_file(ctx: Context, *args: Any) -> None:
 
 
 async def copy_path_between_projects(ctx: Context, *args: Any) -> None:
-    """Copy a path from one project to another: read access to the source, write access to
-    the target. Copying needs the projects' file servers, so without a runner: code 503."""
+    """Copy a path from one project to another (or within one): read access to the source
+    (a viewer may copy out what they can read), write access to the target. The runner
+    copies between the homes, confined to both; neither project needs to be running."""
     opts = options(args)
     src_project_id = uuid_option(opts, "src_project_id")
     src_path = _relative_path(opts, "src_path")
@@ -198,15 +244,20 @@ async def copy_path_between_projects(ctx: Context, *args: Any) -> None:
         if opts.get("target_project_id") is not None
         else src_project_id
     )
-    _relative_path(opts, "target_path", required=False)
+    target_path = _relative_path(opts, "target_path", required=False) or src_path
     ctx.caller.require_account()
     await require_project(ctx, src_project_id, "read")
     await require_project(ctx, target_project_id, "write")
-    raise ApiError(
-        f"cannot copy {src_path!r}: copying reads and writes project files, and {NO_RUNNER}. "
-        "Nothing was copied.",
-        503,
-    )
+    request = {
+        "src_project_id": src_project_id,
+        "src_path": src_path,
+        "target_project_id": target_project_id,
+        "target_path": target_path,
+    }
+    try:
+        await _call_runner(ctx, "copy", request, COPY_TIMEOUT_S)
+    except NoSubscribers:
+        raise ApiError(f"cannot copy {src_path!r}: {NO_RUNNER}. Nothing was copied.", 503) from None
 
 
 FUNCTIONS: dict[str, ApiFunction] = {

@@ -1,5 +1,6 @@
 """projects.* and db.touch: collaborator checks on every call, owner and self-removal rules,
-and the honest lifecycle functions (no project runner yet)."""
+and the lifecycle functions when no project runner answers (the in-memory Conat here has
+none; tests/projects runs the real runner)."""
 
 from __future__ import annotations
 
