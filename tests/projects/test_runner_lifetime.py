@@ -117,3 +117,16 @@ def test_shutdown_and_a_killed_server_leave_no_project_servers(tmp_path: Path, d
         assert r.json()["stdout"] == "back\n"
     finally:
         stop_server(server)
+
+
+def test_project_runner_none_keeps_the_honest_503(tmp_path: Path, db_url: str) -> None:
+    server = start_server(tmp_path / "none", db_url, "--project-runner", "none")
+    try:
+        user = sign_up(server)
+        pid = _api(server, user, "projects/create", {"title": "n"}).json()["project_id"]
+        r = _api(server, user, "projects/start", {"project_id": pid})
+        assert r.status_code == 503 and "no project runner" in r.json()["error"]
+        assert "no project runner" in _state(server, user, pid)["error"]
+        assert not (tmp_path / "none" / "projects" / pid).exists()
+    finally:
+        stop_server(server)
