@@ -70,3 +70,8 @@ MAX_CONNECTIONS_PER_USER: Final = 100
 MAX_CONNECTIONS_PER_SERVER: Final = 10_000
 MAX_SUBSCRIPTIONS_PER_SOCKET: Final = 500
 MAX_SUBSCRIPTIONS_PER_HUB: Final = 15_000
+# Pending wait-for-interest requests one socket may hold (each waits up to 90 s).
+MAX_WAITS_PER_SOCKET: Final = 100
+
+# The clusterName in info when none is configured (conat.md section 1).
+DEFAULT_CLUSTER_NAME: Final = "default"

@@ -31,6 +31,7 @@ from .permissions import Action, Permissions
 from .subjects import (
     Interest,
     InvalidSubject,
+    SubjectIndex,
     is_valid_subject,
     validate_pattern,
     validate_subject,
@@ -65,6 +66,7 @@ class _Session:
     sent_bytes: int = 0
     recv_messages: int = 0
     recv_bytes: int = 0
+    waits: set[asyncio.Task[Any]] = field(default_factory=set)  # pending wait-for-interest
 
     @property
     def sid(self) -> str:
@@ -84,12 +86,13 @@ class Router:
         permissions: Permissions,
         *,
         server_id: str = "0",
-        cluster_name: str | None = None,
+        cluster_name: str = P.DEFAULT_CLUSTER_NAME,
         max_payload: int = P.MAX_PAYLOAD,
         max_connections: int = P.MAX_CONNECTIONS_PER_SERVER,
         max_connections_per_user: int = P.MAX_CONNECTIONS_PER_USER,
         max_subscriptions: int = P.MAX_SUBSCRIPTIONS_PER_SOCKET,
         max_hub_subscriptions: int = P.MAX_SUBSCRIPTIONS_PER_HUB,
+        max_waits_per_socket: int = P.MAX_WAITS_PER_SOCKET,
         ping_interval: float = 25.0,
         ping_timeout: float = 20.0,
     ) -> None:
@@ -102,12 +105,14 @@ class Router:
         self.max_connections_per_user = max_connections_per_user
         self.max_subscriptions = max_subscriptions
         self.max_hub_subscriptions = max_hub_subscriptions
+        self.max_waits_per_socket = max_waits_per_socket
         self.interest: Interest[_Session] = Interest()
         self.counters = RouterCounters()
         self._sessions: dict[str, _Session] = {}
         self._valid_subjects: dict[str, None] = {}  # publish subjects already validated
         self._per_user: dict[str, int] = {}
-        self._interest_changed = asyncio.Event()
+        # wait-for-interest: subject -> futures, set when a subscription matching it appears
+        self._waiters: SubjectIndex[asyncio.Future[bool]] = SubjectIndex()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.app = SocketIOApp(
@@ -134,6 +139,10 @@ class Router:
     def subscription_count(self) -> int:
         return len(self.interest)
 
+    def pending_waits(self) -> int:
+        """Number of ``wait-for-interest`` requests waiting for a subscriber."""
+        return len(self._waiters)
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -142,10 +151,11 @@ class Router:
         await self.app.close()
 
     # ---- plumbing ---------------------------------------------------------------------------
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def on_event(
         self, conn: Connection, event: Any, args: list[Any], ack_id: int | None
@@ -163,9 +173,16 @@ class Router:
             result = BadRequest(f"unknown event {event[:100]!r}").to_wire()
         elif session.identity is None:
             result = Unauthorized("not signed in").to_wire()
+        elif event == P.WAIT_FOR_INTEREST and len(session.waits) >= self.max_waits_per_socket:
+            result = TooMany(
+                f"there is a limit of at most {self.max_waits_per_socket} pending "
+                "wait-for-interest requests per connection"
+            ).to_wire()
         elif event == P.WAIT_FOR_INTEREST:
             # may wait up to 90 s: answer later, keep reading this socket meanwhile
-            self._spawn(self._run_and_ack(session, handler, payload, ack_id))
+            task = self._spawn(self._run_and_ack(session, handler, payload, ack_id))
+            session.waits.add(task)
+            task.add_done_callback(session.waits.discard)
             return
         else:
             result = await self._run(session, handler, payload)
@@ -243,10 +260,12 @@ class Router:
         else:
             err = session.auth_error or Unauthorized("not signed in")
             user = {"error": err.message, "code": err.code}
-        info: dict[str, Any] = {"max_payload": self.max_payload, "id": self.server_id, "user": user}
-        if self.cluster_name is not None:
-            info["clusterName"] = self.cluster_name
-        return info
+        return {
+            "max_payload": self.max_payload,
+            "id": self.server_id,
+            "clusterName": self.cluster_name,
+            "user": user,
+        }
 
     async def _send_info(self, session: _Session) -> None:
         conn = session.conn
@@ -274,6 +293,8 @@ class Router:
             return
         for pattern in list(session.subs):
             self._drop_subscription(session, pattern)
+        for task in list(session.waits):  # nobody is left to answer
+            task.cancel()
         key = session.user_key
         if key is not None:
             left = self._per_user.get(key, 1) - 1
@@ -336,9 +357,16 @@ class Router:
             raise Unauthorized("disconnected")
         session.subs[subject] = queue
         self.interest.add(subject, queue, session)
-        self._interest_changed.set()
-        self._interest_changed = asyncio.Event()
+        if self._waiters and subject != _SILENT_PATTERN:
+            self._wake_waiters(subject)
         return {"status": "added"}
+
+    def _wake_waiters(self, pattern: str) -> None:
+        """Answer the waits whose subject the new (counted) ``pattern`` matches; only they."""
+        for _, futures in self._waiters.match(pattern):
+            for future in futures:
+                if not future.done():
+                    future.set_result(True)
 
     async def _on_unsubscribe(self, session: _Session, payload: Any) -> Any:
         items = payload if isinstance(payload, list) else [payload]
@@ -568,17 +596,22 @@ class Router:
         except InvalidSubject as e:
             raise BadRequest(f"invalid subject: {e}") from None
         await self._check(session, "pub", subject)
-        deadline = time.monotonic() + wait_for_interest_seconds(payload.get("timeout"))
-        while True:
-            if self.has_counted_interest(subject):
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not session.active:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._interest_changed.wait(), remaining)
+        seconds = wait_for_interest_seconds(payload.get("timeout"))
+        if self.has_counted_interest(subject):
+            return True
+        if seconds <= 0 or not session.active:
+            return False
+        # no await between the check above and registering: no subscription can slip between
+        woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.add(subject, woken)
+        try:
+            return await asyncio.wait_for(woken, seconds)
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.discard(subject, woken)
 
-        # ---- introspection ----------------------------------------------------------------------
+    # ---- introspection ----------------------------------------------------------------------
 
     def connection_stats(self) -> list[dict[str, Any]]:
         """Per-connection figures, for operators."""

@@ -17,6 +17,10 @@ cached result; the cache is cleared only when a pattern appears or disappears (n
 and is capped at ``cache_size`` entries, dropping the oldest half when full. ``generation``
 increases on every change, so caches held elsewhere can notice staleness.
 
+:class:`SubjectIndex` is the reverse: literal subjects -> items, looked up by a *pattern*. The
+router keeps its ``wait-for-interest`` waiters there, so a new subscription finds exactly the
+waiters it satisfies instead of waking all of them.
+
 This module does no I/O.
 """
 
@@ -29,6 +33,7 @@ __all__ = [
     "MAX_SUBJECT_LENGTH",
     "Interest",
     "InvalidSubject",
+    "SubjectIndex",
     "is_valid_pattern",
     "is_valid_subject",
     "matches",
@@ -345,3 +350,109 @@ class Interest(Generic[T]):
     def __len__(self) -> int:
         """Number of (pattern, queue, member) entries."""
         return self._entries
+
+
+class _SubjectNode(Generic[T]):
+    """One level of a :class:`SubjectIndex`: children by literal token, and ``(subject, items)``
+    when a subject ends here."""
+
+    __slots__ = ("children", "entry")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _SubjectNode[T]] = {}
+        self.entry: tuple[str, set[T]] | None = None
+
+
+class SubjectIndex(Generic[T]):
+    """Publish subjects -> sets of items (``T`` hashable), found by the patterns matching them.
+
+    :meth:`match` walks a token trie of the stored subjects along the pattern: a literal token
+    follows one child, ``*`` every child, and ``>`` takes every subject below. So its cost is
+    the part of the trie the pattern covers, never the whole index for a literal prefix.
+    """
+
+    __slots__ = ("_root", "_size")
+
+    def __init__(self) -> None:
+        self._root: _SubjectNode[T] = _SubjectNode()
+        self._size = 0
+
+    def add(self, subject: str, item: T) -> None:
+        """Add ``item`` under the publish ``subject`` (validated; :class:`InvalidSubject`)."""
+        validate_subject(subject)
+        node = self._root
+        for tok in subject.split("."):
+            nxt = node.children.get(tok)
+            if nxt is None:
+                nxt = node.children[tok] = _SubjectNode()
+            node = nxt
+        if node.entry is None:
+            node.entry = (subject, set())
+        items = node.entry[1]
+        if item not in items:
+            items.add(item)
+            self._size += 1
+
+    def discard(self, subject: str, item: T) -> bool:
+        """Remove ``item`` from ``subject``; False if it was not there. Empty nodes are pruned."""
+        path: list[tuple[_SubjectNode[T], str]] = []
+        node = self._root
+        for tok in subject.split("."):
+            nxt = node.children.get(tok)
+            if nxt is None:
+                return False
+            path.append((node, tok))
+            node = nxt
+        entry = node.entry
+        if entry is None or item not in entry[1]:
+            return False
+        entry[1].remove(item)
+        self._size -= 1
+        if entry[1]:
+            return True
+        node.entry = None
+        for parent, tok in reversed(path):
+            if node.entry is not None or node.children:
+                break
+            del parent.children[tok]
+            node = parent
+        return True
+
+    def match(self, pattern: str) -> list[tuple[str, set[T]]]:
+        """``(subject, items)`` for every stored subject matching ``pattern`` (validated;
+        :class:`InvalidSubject`). The sets are live: copy them before changing the index."""
+        validate_pattern(pattern)
+        out: list[tuple[str, set[T]]] = []
+        if not self._size:
+            return out
+        tokens = pattern.split(".")
+        n = len(tokens)
+        stack: list[tuple[_SubjectNode[T], int]] = [(self._root, 0)]
+        while stack:  # iterative: a pattern of thousands of tokens must not exhaust the stack
+            node, i = stack.pop()
+            if i == n:
+                if node.entry is not None:
+                    out.append(node.entry)
+                continue
+            tok = tokens[i]
+            if tok == ">":
+                below = list(node.children.values())
+                while below:
+                    child = below.pop()
+                    if child.entry is not None:
+                        out.append(child.entry)
+                    below.extend(child.children.values())
+            elif tok == "*":
+                stack.extend((child, i + 1) for child in node.children.values())
+            else:
+                child = node.children.get(tok)
+                if child is not None:
+                    stack.append((child, i + 1))
+        return out
+
+    def __len__(self) -> int:
+        """Number of (subject, item) entries."""
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0

@@ -34,6 +34,9 @@ async def test_info_carries_account_id(server, user, connect) -> None:
     assert client.info is not None
     assert client.info["user"] == {"account_id": user.account_id}
     assert client.info["max_payload"] == 8_000_000
+    # conat.md section 1: info carries {max_payload, id, clusterName, user}, configured or not
+    assert client.info["clusterName"] == "default"
+    assert isinstance(client.info["id"], str) and client.info["id"]
 
 
 async def test_publish_subscribe_roundtrip(server, user, connect) -> None:

@@ -996,6 +996,7 @@ def test_public_surface(use_cache: bool) -> None:
         "MAX_SUBJECT_LENGTH",
         "Interest",
         "InvalidSubject",
+        "SubjectIndex",
         "is_valid_pattern",
         "is_valid_subject",
         "matches",
