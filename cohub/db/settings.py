@@ -9,8 +9,9 @@ Settings that matter here (values are text):
   ``email_smtp_from``, ``email_smtp_secure`` (``"tls"`` for implicit TLS, ``"starttls"``, or
   empty for plain): outgoing email; these are never shown by getCustomize.
 
-Sign-up requires a registration token while at least one usable row (not disabled, not expired,
-under its limit) exists in ``registration_tokens``.
+Sign-up requires a registration token while at least one row of ``registration_tokens`` is not
+disabled, even when every such token is expired or used up: running out of tokens must not open
+sign-up to everyone. Disabling the last token (or deleting the rows) opens it.
 """
 
 from __future__ import annotations
@@ -131,24 +132,42 @@ async def disable_registration_token(db: Database, token: str) -> None:
 
 
 async def token_required(db: Database) -> bool:
-    """True while any usable registration token exists."""
+    """True while any registration token that is not disabled exists (usable or not)."""
     async with db.connect() as conn:
-        found = await conn.scalar(sa.select(registration_tokens.c.token).where(_usable()).limit(1))
+        found = await conn.scalar(
+            sa.select(registration_tokens.c.token)
+            .where(registration_tokens.c.disabled.is_(False))
+            .limit(1)
+        )
     return found is not None
 
 
 async def redeem_registration_token(conn: AsyncConnection, token: str) -> None:
-    """Use up one sign-up of ``token`` inside the caller's transaction."""
+    """Use up one sign-up of ``token`` inside the caller's transaction; the error says why
+    a token cannot be used (unknown, disabled, expired, used up)."""
     result = await conn.execute(
         registration_tokens.update()
         .where(registration_tokens.c.token == token, _usable())
         .values(counter=registration_tokens.c.counter + 1)
     )
-    if result.rowcount != 1:
-        raise RegistrationTokenError(
-            "the registration token is not valid (unknown, disabled, expired or used up); "
-            "ask the site administrator for a new one"
+    if result.rowcount == 1:
+        return
+    row = (
+        await conn.execute(
+            sa.select(registration_tokens).where(registration_tokens.c.token == token)
         )
+    ).first()
+    if row is None:
+        why = "is not valid (no such token)"
+    elif row.disabled:
+        why = "has been disabled"
+    elif row.expire is not None and row.expire <= _now():
+        why = f"expired on {row.expire.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    else:
+        why = f"is used up (all {row.limit} sign-ups with it are taken)"
+    raise RegistrationTokenError(
+        f"the registration token {why}; ask the site administrator for a new one"
+    )
 
 
 async def registration_token_info(db: Database, token: str) -> dict[str, Any] | None:

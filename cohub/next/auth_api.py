@@ -149,17 +149,21 @@ def operations(
             )
         password = field(call.body, "password", max_length=1024)
         ip = _client_ip(call)
+        # Counted as a failure before the password is checked, and taken back if it is right:
+        # concurrent guesses cannot all slip through a check made before any was recorded.
         try:
-            await throttle.check(db, "email", email, throttle.SIGN_IN_EMAIL, "email address")
-            await throttle.check(db, "ip", ip, throttle.SIGN_IN_IP, "IP address")
+            attempt = await throttle.attempt(
+                db,
+                throttle.Key("email", email, throttle.SIGN_IN_EMAIL, "email address"),
+                throttle.Key("ip", ip, throttle.SIGN_IN_IP, "IP address"),
+            )
         except throttle.TooManyAttempts as e:
             raise HttpError(f"too many sign-in attempts: {e}", 429) from None
         try:
             account_id = await accounts.authenticate(db, email, password)
         except AuthError as e:
-            await throttle.record(db, "email", email, throttle.SIGN_IN_EMAIL)
-            await throttle.record(db, "ip", ip, throttle.SIGN_IN_IP)
             raise HttpError(str(e), 401) from None
+        await throttle.forget(db, attempt)
         return signed_in(account_id, await accounts.create_session(db, account_id))
 
     async def sign_out(call: Call) -> Response:
@@ -186,15 +190,14 @@ def operations(
                 503,
             )
         ip = _client_ip(call)
-        try:
-            await throttle.check(
-                db, "reset-email", email, throttle.PASSWORD_RESET_EMAIL, "email address"
+        try:  # every request counts, so nothing is taken back
+            await throttle.attempt(
+                db,
+                throttle.Key("reset-email", email, throttle.PASSWORD_RESET_EMAIL, "email address"),
+                throttle.Key("reset-ip", ip, throttle.PASSWORD_RESET_IP, "IP address"),
             )
-            await throttle.check(db, "reset-ip", ip, throttle.PASSWORD_RESET_IP, "IP address")
         except throttle.TooManyAttempts as e:
             raise HttpError(f"too many password reset requests: {e}", 429) from None
-        await throttle.record(db, "reset-email", email, throttle.PASSWORD_RESET_EMAIL)
-        await throttle.record(db, "reset-ip", ip, throttle.PASSWORD_RESET_IP)
         created = await accounts.create_password_reset(db, email)
         if created is not None:
             _, token = created

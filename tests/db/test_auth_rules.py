@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,6 +78,58 @@ async def test_ip_hour_limit(db: Database) -> None:
         await throttle.check(db, "ip", "10.0.0.2", throttle.SIGN_IN_IP, "IP address")
 
 
+EMAIL_KEY = throttle.Key("email", "a@x.org", throttle.SIGN_IN_EMAIL, "email address")
+
+
+async def test_attempt_counts_first_and_refuses_the_sixth(db: Database) -> None:
+    for _ in range(5):
+        await throttle.attempt(db, EMAIL_KEY)
+    with pytest.raises(throttle.TooManyAttempts, match="5 failures in a minute"):
+        await throttle.attempt(db, EMAIL_KEY)
+    # the refused attempt took its row back: still five
+    async with db.connect() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(auth_attempts)) == 5
+    await throttle.attempt(db, throttle.Key("email", "b@x.org", throttle.SIGN_IN_EMAIL, "e"))
+
+
+async def test_forgotten_attempts_do_not_count(db: Database) -> None:
+    for _ in range(10):  # e.g. ten correct sign-ins
+        await throttle.forget(db, await throttle.attempt(db, EMAIL_KEY))
+    await throttle.attempt(db, EMAIL_KEY)
+
+
+async def test_a_refusal_on_one_key_counts_on_none(db: Database) -> None:
+    ip = throttle.Key("ip", "10.0.0.9", throttle.SIGN_IN_IP, "IP address")
+    for _ in range(5):
+        await throttle.attempt(db, EMAIL_KEY, ip)
+    with pytest.raises(throttle.TooManyAttempts, match="email address"):
+        await throttle.attempt(db, EMAIL_KEY, ip)
+    async with db.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(auth_attempts)
+        assert await conn.scalar(count.where(auth_attempts.c.kind == "ip")) == 5
+
+
+async def test_concurrent_attempts_from_several_hubs(migrated_url: str) -> None:
+    """Four engines stand for four hub replicas on one database; of 20 attempts at once
+    exactly 5 get through (check-then-record let all 20 through)."""
+    hubs = [Database(migrated_url) for _ in range(4)]
+    try:
+
+        async def one(i: int) -> bool:
+            try:
+                ids = await throttle.attempt(hubs[i % 4], EMAIL_KEY)
+            except throttle.TooManyAttempts:
+                return False
+            await asyncio.sleep(0.05)  # the password check; nothing is taken back (a failure)
+            return bool(ids)
+
+        passed = await asyncio.gather(*(one(i) for i in range(20)))
+    finally:
+        for hub in hubs:
+            await hub.close()
+    assert sum(passed) == 5, passed  # and no more refused than needed
+
+
 async def test_password_reset_is_one_time(db: Database, account_id: str) -> None:
     session = await acc.create_session(db, account_id)
     created = await acc.create_password_reset(db, "OWNER@example.com ")
@@ -130,21 +183,22 @@ async def test_registration_tokens(db: Database) -> None:
     await site.create_registration_token(db, "tok", limit=1)
     await site.create_registration_token(db, "old", expire=datetime.now(UTC) - timedelta(days=1))
     assert await site.token_required(db)
-    with pytest.raises(site.RegistrationTokenError):
+    with pytest.raises(site.RegistrationTokenError, match="token expired on"):
         await acc.create_account(
             db, email="a@x.org", password="password1", registration_token="old"
         )
-    with pytest.raises(site.RegistrationTokenError):
+    with pytest.raises(site.RegistrationTokenError, match="no such token"):
         await acc.create_account(db, email="a@x.org", password="password1", registration_token="no")
     await acc.create_account(db, email="a@x.org", password="password1", registration_token="tok")
     assert (await site.registration_token_info(db, "tok"))["counter"] == 1
     # used up: and the failed sign-up below does not create the account
-    with pytest.raises(site.RegistrationTokenError):
+    with pytest.raises(site.RegistrationTokenError, match="used up"):
         await acc.create_account(
             db, email="b@x.org", password="password1", registration_token="tok"
         )
     assert await acc.get_account_by_email(db, "b@x.org") is None
-    assert not await site.token_required(db)
+    # every token is used up or expired: a token is still required (the gate stays shut)
+    assert await site.token_required(db)
     # a duplicate email does not spend a token
     await site.create_registration_token(db, "two")
     with pytest.raises(AccountExists):
@@ -153,7 +207,14 @@ async def test_registration_tokens(db: Database) -> None:
         )
     assert (await site.registration_token_info(db, "two"))["counter"] == 0
     await site.disable_registration_token(db, "two")
-    assert not await site.token_required(db)
+    with pytest.raises(site.RegistrationTokenError, match="disabled"):
+        await acc.create_account(
+            db, email="c@x.org", password="password1", registration_token="two"
+        )
+    assert await site.token_required(db)  # "tok" and "old" are not disabled
+    await site.disable_registration_token(db, "tok")
+    await site.disable_registration_token(db, "old")
+    assert not await site.token_required(db)  # only disabled tokens left: sign-up is open
 
 
 async def test_sign_up_switch(db: Database) -> None:
