@@ -27,7 +27,16 @@ from .spec import BOOL, STRING, UUID, Call, Operation, obj
 log = logging.getLogger("cohub.next.auth")
 
 SESSION_MAX_AGE_S = int(accounts.SESSION_TTL.total_seconds())
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$")
+# local@domain.tld. The local part: RFC 5322 dot-atoms (no leading, trailing or double dot),
+# Unicode letters allowed (RFC 6531), but none of the specials <>()[]\,;:@" nor ` (no quoted
+# local parts: nobody needs them, and they are how markup gets in). The apostrophe stays, as in
+# o'neil@example.com. The domain: at least two labels of letters and digits with inner hyphens.
+_LOCAL_ATOM = r"[^\s@<>()\[\]\\,;:\"`.]+"
+_LABEL = r"[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?"
+_EMAIL = re.compile(
+    rf"(?=[^@]{{1,64}}@){_LOCAL_ATOM}(?:\.{_LOCAL_ATOM})*@(?:{_LABEL}\.)+{_LABEL}",
+    re.UNICODE,
+)
 ACCOUNT = obj({"account_id": UUID}, ("account_id",))
 # Unicode categories no email address may contain: controls, format characters (bidi
 # overrides, zero-width joiners, ...), surrogates, private use, unassigned, and separators.
@@ -53,7 +62,7 @@ def email_field(body: dict[str, Any], name: str = "email") -> str:
             f"'{name}' must be a valid email address: it contains whitespace, control or "
             "invisible formatting characters"
         )
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise HttpError(f"'{name}' must be a valid email address")
     return email
 

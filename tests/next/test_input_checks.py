@@ -72,6 +72,63 @@ def test_control_and_format_characters_in_emails_are_refused(server: Server, ema
     assert "email" in r.json()["error"]
 
 
+MALFORMED_EMAILS = [
+    "<script>@x.com",
+    "a<b@x.com",
+    "a>b@x.com",
+    '"quoted"@x.com',
+    'a"b@x.com',
+    "`x`@x.com",
+    "a(b)@x.com",
+    "a[b]@x.com",
+    "a,b@x.com",
+    "a;b@x.com",
+    "a:b@x.com",
+    "a\\b@x.com",
+    "a b@x.com",
+    "a@b@x.com",
+    "@x.com",
+    "a@",
+    "a@localhost",
+    "a@.x.com",
+    "a@x..com",
+    "a@x.com.",
+    "a@-x.com",
+    "a@x-.com",
+    "a@x_y.com",
+    "a@[127.0.0.1]",
+    ".a@x.com",
+    "a.@x.com",
+    "a..b@x.com",
+    "x" * 65 + "@x.com",
+    "a@<script>.com",
+]
+GOOD_EMAILS = [
+    "plain{}@example.com",
+    "first.last+tag{}@sub.example.org",
+    "o'neil{}@example.com",
+    "under_score-{}@x-y.example",
+    "jürgen{}@bücher.example",
+    "UPPER{}@EXAMPLE.COM",
+]
+
+
+@pytest.mark.parametrize("email", MALFORMED_EMAILS)
+def test_malformed_emails_are_refused_at_sign_up(server: Server, email: str) -> None:
+    body = {"email": email, "password": "password123", "terms": True}
+    r = api(server.url + "/", "auth/sign-up", body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("'email' must be a valid email address"), r.text
+
+
+@pytest.mark.parametrize("email", GOOD_EMAILS)
+def test_ordinary_emails_are_accepted(server: Server, email: str) -> None:
+    address = email.format(uuid.uuid4().hex[:6])
+    body = {"email": address, "password": "password123", "terms": True}
+    r = api(server.url + "/", "auth/sign-up", body)
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize("name", ["a\x00b", "a\u0001b", "a\nb", "x\u202ey", "x\u2066y", "a\u2028b"])
 @pytest.mark.parametrize("field", ["firstName", "lastName"])
 def test_control_and_bidi_characters_in_names_are_refused(
