@@ -63,3 +63,46 @@ async def test_http_errors_are_json(tmp_path) -> None:  # type: ignore[no-untype
     allow = r.headers["allow"]
     assert "GET" in allow
     assert r.json() == {"error": f"method POST is not allowed on /metrics; allowed: {allow}"}
+
+
+async def test_stats_is_null_before_any_snapshot(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cohub.db.engine import migrate
+    from cohub.services import stats as stats_role
+
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    migrate(url)
+    db = Database(url)
+    ctx = RoleContext(Settings(data_dir=tmp_path), db, "pw")
+    app = compose(ctx, [stats_role.role(ctx)])  # the role is not started: no snapshot yet
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/stats")
+    await db.close()
+    assert r.status_code == 200 and r.json() is None
+    assert "no-cache" in r.headers["cache-control"]
+
+
+def test_stats_are_taken_again_every_interval(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from tests.conftest import start_server, stop_server
+
+    server = start_server(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "--role", "hub-stats", "--role", "hub-next", "--role", "hub-conat-router",
+        "--role", "hub-conat-api", "--stats-interval-s", "0.5",
+    )  # fmt: skip
+    try:
+        first = httpx.get(server.url + "/stats").json()
+        sign_up(server)
+        deadline = time.monotonic() + 30
+        newer = first
+        while time.monotonic() < deadline:
+            newer = httpx.get(server.url + "/stats").json()
+            if newer["time"] != first["time"] and newer["accounts"] == first["accounts"] + 1:
+                break
+            time.sleep(0.2)
+        assert newer["time"] > first["time"], "no new snapshot after the interval"
+        assert newer["accounts"] == first["accounts"] + 1  # it is computed afresh, not copied
+    finally:
+        stop_server(server)
