@@ -65,6 +65,28 @@ async def compute_stats(db: Database) -> dict[str, Any]:
         }
 
 
+async def register_hub_server(
+    db: Database, host: str, port: int, clients: int, ttl: timedelta
+) -> None:
+    """Say that a hub API server runs on host:port with ``clients`` recent clients, until
+    ``ttl`` from now (the server refreshes it well before then; a dead one drops out)."""
+    async with db.begin() as conn:
+        where = (hub_servers.c.host == host, hub_servers.c.port == port)
+        await conn.execute(hub_servers.delete().where(*where))
+        await conn.execute(
+            hub_servers.insert().values(
+                host=host, port=port, clients=clients, expire=datetime.now(UTC) + ttl
+            )
+        )
+
+
+async def unregister_hub_server(db: Database, host: str, port: int) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            hub_servers.delete().where(hub_servers.c.host == host, hub_servers.c.port == port)
+        )
+
+
 async def insert_stats(db: Database, data: dict[str, Any]) -> None:
     """Store one snapshot of figures (as returned by compute_stats)."""
     async with db.begin() as conn:

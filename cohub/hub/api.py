@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,22 @@ GROUPS: dict[str, dict[str, ApiFunction]] = {
 }
 # Functions anyone may call, even an account that is banned meanwhile.
 NO_AUTH = {"system.ping", "system.getCustomize"}
+
+
+class RecentCallers:
+    """The distinct accounts and projects that called the hub API lately (for hub_servers)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def saw(self, subject: str) -> None:
+        self._seen[subject] = time.monotonic()
+
+    def count(self, window_s: float) -> int:
+        """How many called within the last ``window_s``; older ones are forgotten."""
+        cutoff = time.monotonic() - window_s
+        self._seen = {k: t for k, t in self._seen.items() if t > cutoff}
+        return len(self._seen)
 
 
 def caller_from_subject(subject: str) -> Caller:
@@ -119,9 +136,13 @@ async def handle(
 
 
 async def serve(
-    client: Client, db: Database, settings: Settings | None = None
+    client: Client,
+    db: Database,
+    settings: Settings | None = None,
+    callers: RecentCallers | None = None,
 ) -> asyncio.Task[None]:
-    """Subscribe to the hub API subject and answer requests until cancelled."""
+    """Subscribe to the hub API subject and answer requests until cancelled; ``callers``
+    notes who called."""
 
     async def notify(subject: str, data: Any) -> None:
         await client.publish_sync(subject, data)
@@ -130,6 +151,8 @@ async def serve(
         return (await client.request(subject, data, timeout=timeout)).data
 
     async def handler(msg: Message) -> Any:
+        if callers is not None:
+            callers.saw(msg.subject)
         return await handle(db, msg, notify, request, settings)
 
     return await client.service(SUBJECT, handler)

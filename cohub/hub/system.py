@@ -23,6 +23,7 @@ from .context import (
     options,
     string_option,
     time_option,
+    uuid_option,
 )
 
 MAX_NAMES = 1000
@@ -130,6 +131,28 @@ async def get_names(ctx: Context, *args: Any) -> dict[str, dict[str, str]]:
     return await db_accounts.get_names(ctx.db, ids)
 
 
+async def ban_user(ctx: Context, *args: Any) -> None:
+    """Admins only: ban (``banned``: true, the default) or unban an account (``account_id``).
+
+    A ban ends every remember_me session of the account. Its API keys stay but are refused
+    while it is banned (db.api_keys checks), so an unban gives them back. Routers are told at
+    once, so open Conat connections of the account are checked again and closed now, not at
+    the next periodic re-authentication."""
+    caller = ctx.caller.require_account()
+    if not await is_admin(ctx):
+        raise ApiError("only admins may ban or unban accounts", 403)
+    opts = options(args)
+    account_id = uuid_option(opts, "account_id")
+    banned = bool_option(opts, "banned", default=True)
+    if banned and account_id == caller:
+        raise ApiError("you cannot ban yourself; ask another admin")
+    if await db_accounts.get_account(ctx.db, account_id) is None:
+        raise ApiError(f"no account with id {account_id}", 404)
+    await db_accounts.set_banned(ctx.db, account_id, banned)
+    if banned:
+        await ctx.notify(PERMISSIONS_CHANGED, {"account_id": account_id})
+
+
 FUNCTIONS: dict[str, ApiFunction] = {
     "ping": ping,
     "test": test,
@@ -137,4 +160,5 @@ FUNCTIONS: dict[str, ApiFunction] = {
     "manageApiKeys": manage_api_keys,
     "userSearch": user_search,
     "getNames": get_names,
+    "banUser": ban_user,
 }

@@ -85,3 +85,17 @@ async def test_newest_stats(db: Database) -> None:
     assert newest["accounts"] == 2
     assert datetime.now(UTC) - datetime.fromisoformat(newest["time"]) < timedelta(minutes=1)
     assert isinstance(newest["id"], str)
+
+
+async def test_hub_servers_register_refresh_and_expire(db: Database) -> None:
+    await st.register_hub_server(db, "hub-a", 5000, 0, timedelta(seconds=90))
+    await st.register_hub_server(db, "hub-b", 5000, 3, timedelta(seconds=90))
+    await st.register_hub_server(db, "hub-a", 5000, 7, timedelta(seconds=90))  # a refresh
+    servers = (await st.compute_stats(db))["hub_servers"]
+    assert servers == [
+        {"host": "hub-a", "port": 5000, "clients": 7},
+        {"host": "hub-b", "port": 5000, "clients": 3},
+    ]
+    await st.register_hub_server(db, "hub-b", 5000, 3, timedelta(seconds=-1))  # went quiet
+    await st.unregister_hub_server(db, "hub-a", 5000)
+    assert (await st.compute_stats(db))["hub_servers"] == []

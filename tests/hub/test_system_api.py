@@ -183,3 +183,33 @@ async def test_dispatcher_replies_error_and_code(hub, make_account, db) -> None:
     assert (await api.handle(db, msg("hub.account.*.api", {"name": "system.ping"})))["error"]
     with pytest.raises(ApiError):
         await api.call(Context(db, Caller("account", me)), "system.ping", [1] * 11)
+
+
+async def test_ban_user_is_for_admins_and_checks_its_arguments(hub, make_account) -> None:
+    from cohub.conat.protocol import PERMISSIONS_CHANGED
+    from cohub.db import accounts
+
+    admin = await make_account("admin", groups=["admin"])
+    me = await make_account("me")
+    other = await make_account("other")
+    session = await accounts.create_session(hub.db, other)
+    e = await hub.error(me, "system.banUser", {"account_id": other})
+    assert e.code == 403 and "only admins" in e.message
+    e = await hub.error(other, "system.banUser", {"account_id": other}, kind="project")
+    assert e.code == 403
+    for bad in ({}, {"account_id": "x"}, {"account_id": other, "banned": "yes"}):
+        assert (await hub.error(admin, "system.banUser", bad)).code == 400, bad
+    e = await hub.error(
+        admin, "system.banUser", {"account_id": "0" * 8 + "-0000-4000-8000-" + "0" * 12}
+    )
+    assert e.code == 404
+    assert (await hub.error(admin, "system.banUser", {"account_id": admin})).code == 400
+    assert hub.notified == []
+    assert await hub.call(admin, "system.banUser", {"account_id": other}) is None
+    assert (await accounts.get_account(hub.db, other))["banned"]
+    assert await accounts.account_for_session(hub.db, session) is None
+    assert hub.notified == [(PERMISSIONS_CHANGED, {"account_id": other})]
+    assert (await hub.error(other, "system.test")).code == 401
+    await hub.call(admin, "system.banUser", {"account_id": other, "banned": False})
+    assert not (await accounts.get_account(hub.db, other))["banned"]
+    assert (await hub.call(other, "system.test"))["account_id"] == other
