@@ -147,9 +147,16 @@ def operations(hub: HubClient) -> list[Operation]:
             "Create a project owned by you",
             projects,
             create,
-            request=obj({"title": STRING, "description": STRING}),
+            request=obj(
+                {
+                    "title": {"type": ["string", "null"], "description": "null: Untitled"},
+                    "description": {"type": ["string", "null"], "description": "null: empty"},
+                }
+            ),
             response=obj({"project_id": UUID}, ("project_id",)),
             errors=(403,),
+            description="A missing or null title is 'Untitled'; a missing or null description "
+            "is empty.",
         ),
         Operation(
             api + "projects/get",

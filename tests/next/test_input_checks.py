@@ -197,3 +197,26 @@ def test_openapi_and_docs_name_the_prefixed_cookie(site: Site) -> None:
     assert " remember_me" not in text and "%2Fhubremember_me cookie" in text
     docs = httpx.get(site.base + "api/v2/docs").text
     assert "%2Fhubremember_me" in docs and " remember_me cookie" not in docs
+
+
+def test_null_title_and_description_are_documented_and_mean_the_default(
+    server: Server, user: User
+) -> None:
+    """schemathesis ST201: the schema said string only, the handler took null. Both now say
+    null means the default."""
+    document = httpx.get(server.url + "/api/v2/openapi.json", timeout=30).json()
+    operation = document["paths"]["/api/v2/projects/create"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    for name in ("title", "description"):
+        assert schema["properties"][name]["type"] == ["string", "null"], schema
+    cookies = {"remember_me": user.cookie}
+    body = {"title": None, "description": None}
+    r = api(server.url + "/", "projects/create", body, cookies=cookies)
+    assert r.status_code == 200, r.text
+    r = api(
+        server.url + "/", "projects/get", {"project_id": r.json()["project_id"]}, cookies=cookies
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()[0]["title"], r.json()[0]["description"]) == ("Untitled", "")
+    r = api(server.url + "/", "projects/create", {"description": 7}, cookies=cookies)
+    assert r.status_code == 400, r.text
