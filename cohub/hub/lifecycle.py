@@ -82,7 +82,10 @@ async def _call_runner(ctx: Context, name: str, opts: dict[str, Any], timeout: f
         raise ApiError(f"the project runner did not answer: {e.message}", 504) from None
     if isinstance(reply, dict) and "error" in reply:
         code = reply.get("code")
-        raise ApiError(str(reply["error"]), code if isinstance(code, int) else 500)
+        # its 4xx are the caller's to fix (bad path, no such file, deleted project); anything
+        # else is the runner failing, which to the caller is a failed upstream: 502
+        status = code if isinstance(code, int) and 400 <= code < 500 else 502
+        raise ApiError(str(reply["error"]), status)
     return reply
 
 

@@ -47,6 +47,7 @@ def role(ctx: RoleContext) -> Role:
         await runner.start()
 
     async def start() -> None:
+        await runner.recover()
         tasks.append(asyncio.ensure_future(run()))
 
     async def stop() -> None:

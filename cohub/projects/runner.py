@@ -116,10 +116,16 @@ class Runner:
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def recover(self) -> None:
+        """Before serving: make the directories, and kill and reset what a previous runner
+        left running. Needs only the database and the disk, so it can run before this
+        process listens (and before anyone can see a stale "running")."""
         self.projects_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         await self._reap_orphans()
+
+    async def start(self) -> None:
+        """Serve the runner subject (the client must be connected) and watch for idlers."""
         self._tasks.append(await self.nc.service(SUBJECT, self.handle))
         self._tasks.append(asyncio.ensure_future(self._sweep_idle()))
         log.info("project runner serving %s; homes under %s", SUBJECT, self.projects_dir)
@@ -252,6 +258,7 @@ class Runner:
         except (TimeoutError, ValueError):
             ready = None
         if isinstance(ready, dict) and ready.get("ready"):
+            child.started = time.time()  # idle time counts from ready, not from launch
             log.info("project %s started (pid %s)", project_id, process.pid)
             return child
         await self._terminate(child, grace=0)

@@ -140,6 +140,9 @@ class ProjectApi:
             raise ConatError(str(e), 500) from None
         except OSError as e:  # a missing file, a directory where a file was meant, ...
             raise BadRequest(f"{e.strerror or e}: {self._where(e)}") from None
+        finally:
+            if name != "system.activity":
+                self.last_active = time.time()  # a long exec was activity until it ended
 
     def _where(self, error: OSError) -> str:
         """The path an error is about, relative to the home (callers never see our paths)."""
