@@ -28,6 +28,7 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         self._out: list[bytes] = []  # framed data waiting for the next flush
         self._fast = False  # parsing data frames here instead of in the websockets library
         self._inbuf = bytearray()
+        self._queued_bytes = 0  # payload bytes of the received messages the app has not taken
 
     # Receiving: once the handshake is done, complete unfragmented text and binary frames (all
     # a socket.io client sends) are parsed here; the websockets library's general parser was
@@ -118,7 +119,8 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # Reading: uvicorn pauses the transport after every received message and resumes it when the
     # app has taken it, two epoll changes per frame (four per publish). Pause only when the app
-    # falls behind by a window of messages instead; memory stays bounded all the same.
+    # falls behind by a window of messages, or of bytes (64 frames of 8 MB would be 512 MB held
+    # for a client that stops reading its deliveries while it publishes), instead.
     def send_receive_event_to_app(self) -> None:
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
@@ -133,15 +135,27 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handle_parser_exception()
                 return
             self.queue.put_nowait({"type": "websocket.receive", "text": text})
+            self._queued_bytes += len(text)
         else:
             self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
-        if not self.read_paused and self.queue.qsize() >= _READ_HIGH_WATER:
+            self._queued_bytes += len(data)
+        if not self.read_paused and (
+            self.queue.qsize() >= _READ_HIGH_WATER or self._queued_bytes >= _READ_HIGH_BYTES
+        ):
             self.read_paused = True
             self.transport.pause_reading()
 
     async def receive(self) -> Any:
         message = await self.queue.get()
-        if self.read_paused and self.queue.qsize() <= _READ_LOW_WATER:
+        if message["type"] == "websocket.receive":
+            # counted in the same unit as above: bytes, or characters of a text frame
+            data = message.get("bytes")
+            self._queued_bytes -= len(data) if data is not None else len(message["text"])
+        if (
+            self.read_paused
+            and self.queue.qsize() <= _READ_LOW_WATER
+            and self._queued_bytes <= _READ_LOW_BYTES
+        ):
             self.read_paused = False
             self.transport.resume_reading()
         return message
@@ -166,5 +180,7 @@ def _header(opcode: int, length: int) -> bytes:
 
 _READ_HIGH_WATER = 64  # received messages waiting for the app before reading pauses
 _READ_LOW_WATER = 16
+_READ_HIGH_BYTES = 16 * 1024 * 1024  # two full-size chunks; a socket.io frame is at most 8 MB
+_READ_LOW_BYTES = 4 * 1024 * 1024
 _HEADER16 = struct.Struct("!BBH")
 _HEADER64 = struct.Struct("!BBQ")

@@ -27,6 +27,10 @@ from .wire import Frame, Packet, ProtocolError
 log = logging.getLogger("cohub.conat.transport")
 
 _CONNECT_TIMEOUT_S = 45.0
+# What the binary attachments of one packet may hold beyond max_payload: a Conat event carries
+# one binary argument (a chunk of at most max_payload), so up to 16 attachments of 8 MB each
+# would only ever be a way to make the server buffer 128 MB per socket.
+ATTACHMENT_SLACK = 64 * 1024
 
 
 class ConnectionClosedError(Exception):
@@ -113,12 +117,14 @@ class Connection:
         if future is not None and not future.done():
             future.set_result(args)
 
-    async def close(self, code: int = 1000) -> None:
-        """Send a socket.io disconnect and close the websocket."""
+    async def close(self, code: int = 1000, *, notify: bool = True) -> None:
+        """Send a socket.io disconnect (unless ``notify`` is false: the client asked to leave)
+        and close the websocket with ``code``."""
         if self._closed:
             return
-        with contextlib.suppress(ConnectionClosedError):
-            await self.send_frames([wire.DISCONNECT_PACKET])
+        if notify:
+            with contextlib.suppress(ConnectionClosedError):
+                await self.send_frames([wire.DISCONNECT_PACKET])
         self._closed = True
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code})
@@ -142,6 +148,7 @@ class SocketIOApp:
     ) -> None:
         self.handler = handler
         self.max_payload = max_payload
+        self.max_attachment_bytes = max_payload + ATTACHMENT_SLACK
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.connections: set[Connection] = set()
@@ -245,6 +252,7 @@ class SocketIOApp:
                     elif not connected:
                         raise ProtocolError("socket.io packet before connect")
                     elif packet.type == wire.DISCONNECT:
+                        await conn.close(1000, notify=False)  # a clean close, not a dropped TCP
                         return
                     elif not packet.complete:
                         pending = packet
@@ -261,6 +269,7 @@ class SocketIOApp:
                     if data:
                         pending = await self._binary(conn, pending, data)
                 elif kind == wire.EIO_CLOSE:
+                    await conn.close(1000, notify=False)
                     return
                 else:
                     raise ProtocolError(f"unknown engine.io packet type {kind!r}")
@@ -273,6 +282,10 @@ class SocketIOApp:
         """Add a binary frame to the packet waiting for it; dispatch it once complete."""
         if pending is None:
             raise ProtocolError("binary frame with no packet waiting for it")
+        if pending.buffered + len(data) > self.max_attachment_bytes:
+            raise ProtocolError(
+                f"binary attachments of one packet over {self.max_attachment_bytes} bytes"
+            )
         if not pending.add_attachment(data):
             return pending
         await self._dispatch(conn, pending)

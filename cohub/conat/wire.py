@@ -55,6 +55,7 @@ class Packet:
     data: Any = None
     attachments: int = 0
     buffers: list[bytes] = field(default_factory=list)
+    buffered: int = 0  # bytes in ``buffers``
 
     @property
     def complete(self) -> bool:
@@ -63,6 +64,7 @@ class Packet:
     def add_attachment(self, data: bytes) -> bool:
         """Add one binary frame; True when the packet is complete (placeholders filled)."""
         self.buffers.append(data)
+        self.buffered += len(data)
         if len(self.buffers) < self.attachments:
             return False
         if not _fill_publish_chunk(self.data, data) or self.attachments != 1:
