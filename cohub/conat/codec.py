@@ -55,8 +55,25 @@ def decode(raw: bytes, encoding: int) -> Any:
         if encoding == Encoding.JSON:
             return json.loads(raw) if raw else None
     except Exception as e:  # msgpack raises many unrelated types on garbage
-        raise BadRequest(f"payload is not valid {Encoding(encoding).name}: {e}") from e
+        raise BadRequest(
+            f"payload is not valid {Encoding(encoding).name}: {_describe_decode_error(e)}"
+        ) from e
     raise BadRequest(f"unknown encoding {encoding!r}: use 0 (MessagePack) or 1 (JSON)")
+
+
+def _describe_decode_error(e: Exception) -> str:
+    """What is wrong with a payload, in words: several msgpack errors have no message."""
+    text = str(e)
+    if isinstance(e, msgpack.ExtraData):
+        return "extra bytes after the first value"
+    if isinstance(e, msgpack.FormatError):
+        return "a byte that starts no MessagePack type (such as 0xc1)"
+    if isinstance(e, msgpack.StackError):
+        return "values nested too deeply"
+    if "incomplete input" in text or "exceeds max_" in text:
+        # msgpack caps declared lengths by the buffer's size: a longer one is cut off data
+        return f"truncated data ({text})"
+    return text or type(e).__name__
 
 
 def check_encoding(encoding: object) -> int:

@@ -151,12 +151,12 @@ class RawSocket:
         self._ids = iter(range(100, 1_000_000))
 
     @classmethod
-    async def open(cls, server, cookie: str) -> RawSocket:  # type: ignore[no-untyped-def]
+    async def open(cls, server, cookie: str, **options: Any) -> RawSocket:  # type: ignore[no-untyped-def]
+        """Connect and sign in; ``options`` go to websockets' ``connect`` (e.g. max_queue)."""
         ws = await ws_connect(
             f"ws://127.0.0.1:{server.port}/conat/?EIO=4&transport=websocket",
             additional_headers={"Cookie": cookie},
-            max_size=None,
-            open_timeout=5,
+            **{"max_size": None, "open_timeout": 5, **options},
         )
         raw = cls(ws)
         try:
@@ -398,11 +398,12 @@ async def test_garbage_payload_to_hub_api_gets_error_reply(server, user, connect
         ack = await sio.call("subscribe", {"subject": f"{inbox}.*", "queue": "r"}, timeout=5)
         assert ack == {"status": "added"}
         cases = [
-            (0, b"\xc1" + os.urandom(64), "MSGPACK"),  # 0xc1 is never valid MessagePack
-            (0, b"\x92\x01", "MSGPACK"),  # truncated array
-            (1, b"{not json" + os.urandom(8), "JSON"),
+            # 0xc1 is never valid MessagePack (msgpack's own error message for it is empty)
+            (0, b"\xc1" + os.urandom(64), "MSGPACK", "starts no MessagePack type"),
+            (0, b"\x92\x01", "MSGPACK", "truncated data"),  # truncated array
+            (1, b"{not json" + os.urandom(8), "JSON", ""),  # JSON's errors always say why
         ]
-        for i, (encoding, chunk, kind) in enumerate(cases):
+        for i, (encoding, chunk, kind, why) in enumerate(cases):
             reply_to = f"{inbox}.r{i}"
             ack = await sio.call(
                 "publish",
@@ -417,6 +418,8 @@ async def test_garbage_payload_to_hub_api_gets_error_reply(server, user, connect
             data = msgpack.unpackb(reply_chunk) if reply_encoding == 0 else json.loads(reply_chunk)
             assert isinstance(data, dict) and "error" in data, data
             assert "not valid" in data["error"] and kind in data["error"], data
+            assert why in data["error"], data  # says what is wrong, not just "MSGPACK: "
+            assert data["error"].split(f"{kind}: ", 1)[1].strip(), data
         # a valid request on the same connection still gets its answer
         await sio.call(
             "publish",
@@ -703,11 +706,14 @@ async def test_binary_header_then_text_attachment_closes(server, user, connect) 
 
 
 async def test_client_close_packets(server, user, connect) -> None:
-    """engine.io close ("1") and socket.io disconnect ("41") end the session, nothing else."""
+    """engine.io close ("1") and socket.io disconnect ("41") end the session, nothing else,
+    with a websocket close 1000 (not a dropped TCP connection, 1006)."""
     for frame in ("1", "41"):
         async with raw_socket(server, _cookie(user)) as raw:
             await raw.send(frame)
-            assert await raw.outcome(timeout=1) in ("closed", "silent")
+            assert await raw.outcome(timeout=5) == "closed"
+            await asyncio.wait_for(raw.ws.wait_closed(), 5)
+            assert raw.ws.close_code == 1000, frame
     await others_fine(server, user, connect)
 
 

@@ -30,10 +30,23 @@ def test_unknown_encodings_are_bad_requests(encoding: object) -> None:
         encode(1, encoding)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("raw", [b"\xc1", b"\x92\x01", b"\xdb\xff\xff\xff\xff"])
-def test_garbage_msgpack_is_a_bad_request(raw: bytes) -> None:
-    with pytest.raises(BadRequest, match="not valid MSGPACK"):
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"\xc1", "a byte that starts no MessagePack type"),  # msgpack's message is empty
+        (b"\x92\x01", "truncated data"),
+        (b"\xdb\xff\xff\xff\xff", "truncated data"),
+        (b"", "truncated data"),
+        (b"\x82\xa1a", "truncated data"),  # a map of 2 with one key
+        (b"\x01\x02", "extra bytes after the first value"),
+        (b"\x91" * 5000, "nested too deeply"),  # msgpack's message is empty
+    ],
+)
+def test_garbage_msgpack_is_a_bad_request_that_says_why(raw: bytes, why: str) -> None:
+    with pytest.raises(BadRequest, match="not valid MSGPACK") as e:
         decode(raw, 0)
+    assert why in e.value.message
+    assert e.value.message.split(": ", 1)[1].strip(), "nothing after the colon"
 
 
 def test_garbage_json_is_a_bad_request() -> None:
