@@ -113,8 +113,11 @@ def test_sign_up_can_be_disabled_or_need_a_token(site: Site, sql: sa.Engine) -> 
         r = _sign_up(site, registrationToken="wrong")
         assert r.status_code == 403 and "not valid" in r.json()["error"]
         assert _sign_up(site, registrationToken="letmein").status_code == 200
-        # the token had one use: it is spent, so sign-up is open again
-        assert _sign_up(site).status_code == 200
+        # the token had one use: it is spent, and sign-up stays closed without a token
+        r = _sign_up(site)
+        assert r.status_code == 403 and "requires a registration token" in r.json()["error"]
+        r = _sign_up(site, registrationToken="letmein")
+        assert r.status_code == 403 and "used up" in r.json()["error"], r.text
     finally:
         with sql.begin() as conn:
             conn.execute(sa.text("DELETE FROM registration_tokens"))
