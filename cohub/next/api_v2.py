@@ -177,8 +177,10 @@ def operations(hub: HubClient) -> list[Operation]:
             request=PROJECT_ID,
             response=OK,
             errors=(403, 404, 409),
-            description="This deployment has no project runner yet: the attempt is recorded "
-            "in the project's state and the reply is a 503 error saying so.",
+            description="The project runner creates the project's home, writes its secret "
+            "token and starts its project server, waiting up to 20 s until it serves. Starting a "
+            "running project changes nothing. With no runner (`--project-runner none`) the "
+            "attempt is recorded in the project's state and the reply is a 503 error saying so.",
         ),
         Operation(
             api + "projects/stop",
