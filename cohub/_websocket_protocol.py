@@ -11,13 +11,14 @@ write, ours or uvicorn's (pings, close), takes the whole buffer in sequence.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 from websockets.speedups import apply_mask
+
+from ._websocket_frames import frame_header, payload_length
 
 
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -53,15 +54,10 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         pos, n = 0, len(buf)
         while n - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
-            length, head = b1 & 0x7F, 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            sized = payload_length(buf, pos, n)
+            if sized is None:
+                break
+            length, head = sized
             if (
                 (b0 & 0xF0) != 0x80  # not final, or reserved bits set
                 or (b0 & 0x0F) not in (0x1, 0x2)  # not text or binary
@@ -107,11 +103,11 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected()
         data = message.get("bytes")
         if data is not None:
-            self._out.append(_header(0x2, len(data)))
+            self._out.append(frame_header(0x2, len(data)))
             self._out.append(data)
         else:
             payload = message.get("text", "").encode()
-            self._out.append(_header(0x1, len(payload)))
+            self._out.append(frame_header(0x1, len(payload)))
             self._out.append(payload)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -169,18 +165,7 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(b"".join(output))
 
 
-def _header(opcode: int, length: int) -> bytes:
-    """An unmasked, unfragmented frame header (RFC 6455 section 5.2); servers never mask."""
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 65536:
-        return _HEADER16.pack(0x80 | opcode, 126, length)
-    return _HEADER64.pack(0x80 | opcode, 127, length)
-
-
 _READ_HIGH_WATER = 64  # received messages waiting for the app before reading pauses
 _READ_LOW_WATER = 16
 _READ_HIGH_BYTES = 16 * 1024 * 1024  # two full-size chunks; a socket.io frame is at most 8 MB
 _READ_LOW_BYTES = 4 * 1024 * 1024
-_HEADER16 = struct.Struct("!BBH")
-_HEADER64 = struct.Struct("!BBQ")

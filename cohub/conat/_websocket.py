@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from websockets.speedups import apply_mask
 
+from .._websocket_frames import frame_header, payload_length
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_RESPONSE_HEAD = 64 * 1024
 _READ_HIGH_WATER = 64  # messages waiting for the reader before reading pauses
@@ -30,8 +32,6 @@ _READ_LOW_WATER = 16
 _CLOSE_TIMEOUT_S = 2.0
 
 _OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_HEADER16 = struct.Struct("!BBH")
-_HEADER64 = struct.Struct("!BBQ")
 
 
 class WebSocketClosed(Exception):
@@ -205,13 +205,7 @@ class WebSocket(asyncio.Protocol):
 
     # ---- frames -------------------------------------------------------------------------------
     def _queue_frame(self, opcode: int, payload: bytes) -> None:
-        n = len(payload)
-        if n < 126:
-            header = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            header = _HEADER16.pack(0x80 | opcode, 0x80 | 126, n)
-        else:
-            header = _HEADER64.pack(0x80 | opcode, 0x80 | 127, n)
+        header = frame_header(opcode, len(payload), masked=True)
         mask = os.urandom(4)
         self._out += (header, mask, apply_mask(payload, mask) if payload else b"")
         if not self._flush_scheduled:
@@ -230,15 +224,10 @@ class WebSocket(asyncio.Protocol):
         pos, n = 0, len(buf)
         while n - pos >= 2 and self._closed is None:
             b0, b1 = buf[pos], buf[pos + 1]
-            length, head = b1 & 0x7F, 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            sized = payload_length(buf, pos, n)
+            if sized is None:
+                break
+            length, head = sized
             fin, opcode = b0 & 0x80, b0 & 0x0F
             if b0 & 0x70 or b1 & 0x80:
                 self._fail(1002, "reserved bits set or a masked frame from the server")
