@@ -41,6 +41,8 @@ class World:
     pid: str
     owner_id: str
     outsider_id: str  # an account on no project
+    owner_key_id: int  # an API key of the owner's
+    outsider_key_id: int  # an API key of the outsider's
     auth: dict[str, dict[str, Any]]  # identity -> httpx kwargs (cookies / headers)
 
 
@@ -59,7 +61,7 @@ def world(site: Site) -> Iterator[World]:
     viewer, viewer_cookie = _account(site)
     _stranger, stranger_cookie = _account(site)
     banned, banned_cookie = _account(site)
-    outsider, _ = _account(site)
+    outsider, outsider_cookie = _account(site)
     admin = api(site.base, "auth/sign-in", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert admin.status_code == 200, admin.text
     as_owner = {"cookies": {COOKIE: owner_cookie}}
@@ -79,6 +81,16 @@ def world(site: Site) -> Iterator[World]:
     assert (
         api(site.base, "api-keys", {"action": "delete", "id": revoked_id}, **as_owner).status_code
         == 200
+    )
+    owner_key_id = api(site.base, "api-keys", {"action": "create", "name": "kept"}, **as_owner)
+    outsider_key_id = api(
+        site.base,
+        "api-keys",
+        {"action": "create", "name": "outsider's"},
+        cookies={COOKIE: outsider_cookie},
+    )
+    owner_key_id, outsider_key_id = (
+        r.json()["response"][0]["id"] for r in (owner_key_id, outsider_key_id)
     )
     # a second session of the collaborator, then expired
     expired = api(site.base, "auth/sign-in", {"email": "x", "password": "y"})  # noise
@@ -129,7 +141,7 @@ def world(site: Site) -> Iterator[World]:
         "project_key": {"headers": bearer(project_key)},
         "revoked_key": {"headers": bearer(revoked_key)},
     }
-    yield World(site, pid, owner, outsider, auth)
+    yield World(site, pid, owner, outsider, owner_key_id, outsider_key_id, auth)
 
 
 # identity order: none stranger viewer collaborator owner admin banned expired project_key revoked
@@ -209,6 +221,24 @@ MATRIX: list[tuple[str, str, dict[str, Any], dict[str, str | int]]] = [
     ),
     ("mine", "projects/get", {}, _row(U, "ok", "ok", "ok", "ok", "ok", U, U, "ok", U)),
     (
+        "key-create",
+        "api-keys",
+        {"action": "create", "name": "matrix"},
+        _row(U, "ok", "ok", "ok", "ok", "ok", U, U, 403, U),
+    ),
+    (
+        "key-edit-owners",
+        "api-keys",
+        {"action": "edit", "id": "{owner_key}", "name": "renamed"},
+        _row(U, 404, 404, 404, "ok", 404, U, U, 403, U),
+    ),
+    (
+        "key-delete-outsiders",
+        "api-keys",
+        {"action": "delete", "id": "{outsider_key}"},
+        _row(U, 404, 404, 404, 404, 404, U, U, 403, U),
+    ),
+    (
         "bridge",
         "api/conat/hub",
         {"name": "projects.state", "args": [{"project_id": "{pid}"}]},
@@ -225,6 +255,8 @@ MATRIX: list[tuple[str, str, dict[str, Any], dict[str, str | int]]] = [
 
 def _fill(value: Any, world: World) -> Any:
     if isinstance(value, str):
+        if value in ("{owner_key}", "{outsider_key}"):
+            return world.owner_key_id if value == "{owner_key}" else world.outsider_key_id
         return value.format(pid=world.pid, owner=world.owner_id, outsider=world.outsider_id)
     if isinstance(value, dict):
         return {k: _fill(v, world) for k, v in value.items()}
@@ -257,6 +289,30 @@ def test_matrix(world: World, name: str, path: str, body: dict, expected: dict) 
         if not good:
             failures.append(f"{identity}: wanted {want}, got {r.status_code} {r.text[:200]}")
     assert not failures, "\n".join(failures)
+
+
+def test_keys_survive_everyone_but_their_owner(world: World) -> None:
+    """After the matrix: the outsider's key is still there, the owner's renamed only by him."""
+    base = world.site.base
+    owner_keys = api(base, "api-keys", {"action": "get"}, **world.auth["owner"]).json()["response"]
+    kept = [k for k in owner_keys if k["id"] == world.owner_key_id]
+    assert len(kept) == 1 and kept[0]["name"] in ("kept", "renamed")
+    for identity in ("stranger", "viewer", "collaborator", "admin"):
+        r = api(
+            base, "api-keys", {"action": "delete", "id": world.owner_key_id}, **world.auth[identity]
+        )
+        assert r.status_code == 404 and set(r.json()) == {"error"}, identity
+    owner_keys = api(base, "api-keys", {"action": "get"}, **world.auth["owner"]).json()["response"]
+    assert any(k["id"] == world.owner_key_id for k in owner_keys)
+
+
+def test_sign_out_needs_an_account_session(world: World) -> None:
+    for identity in ("none", "banned", "expired", "project_key", "revoked_key"):
+        r = api(world.site.base, "accounts/sign-out", {"all": True}, **world.auth[identity])
+        assert r.status_code == 401 and set(r.json()) == {"error"}, (identity, r.text)
+    # nothing was ended by those calls: the owner is still signed in
+    r = api(world.site.base, "projects/get", {"project_id": world.pid}, **world.auth["owner"])
+    assert r.status_code == 200
 
 
 def test_reads_return_only_what_the_caller_may_see(world: World) -> None:
