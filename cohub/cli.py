@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tomllib
 from collections.abc import Callable
@@ -101,8 +102,10 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    os.umask(0o077)  # the database, secrets, streams and logs: for the hub's user only
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        runner_role.protect_files(settings)  # also what an older cohub left readable
         log.info("migrating database schema")
         backup = engine.migrate(settings.database_url)
         if backup is not None:
@@ -117,7 +120,11 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
         return 1
     roles = [BUILT[name](ctx) for name in names]
     if "hub-conat-api" in names and settings.project_runner == "local":
-        roles.append(runner_role.role(ctx))  # the API's start/stop ask it over Conat
+        try:
+            roles.append(runner_role.role(ctx))  # the API's start/stop ask it over Conat
+        except runner_role.CannotIsolate as e:
+            print(f"cohub: cannot start: {e}", file=sys.stderr)
+            return 1
     app = compose(ctx, roles)
     print(
         f"cohub: serving {', '.join(names)} on http://{settings.host}:{settings.port}{settings.prefix}",

@@ -89,6 +89,13 @@ class Settings:
         "How hub-conat-api runs projects: 'local' (project servers as processes of this "
         "machine, homes under <data-dir>/projects) or 'none' (projects cannot start).",
     )
+    project_isolation: str = _opt(
+        "auto",
+        "Whether the local runner runs each project as an OS user of its own: 'uid' (needs "
+        "root; a uid per project from 1879048192 up, owning only its home; refuse to start if "
+        "impossible), 'none' (projects run as the hub's own user and can read its files) or "
+        "'auto' (uid when running as root and possible, else none with a warning).",
+    )
     project_idle_timeout_s: float = _opt(
         3600.0,
         "Seconds without project API calls or touches after which the local runner stops a "
@@ -216,6 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 PORT_FIELDS = ("port", "smtp_port")
 PROJECT_RUNNERS = ("local", "none")
+PROJECT_ISOLATIONS = ("auto", "uid", "none")
 
 
 def _invalid(name: str, message: str) -> SystemExit:
@@ -230,6 +238,10 @@ def validate(settings: Settings) -> Settings:
             raise _invalid(name, f"{port} is not a port number (1-65535)")
     if settings.project_runner not in PROJECT_RUNNERS:
         raise _invalid("project_runner", f"{settings.project_runner!r}; use 'local' or 'none'")
+    if settings.project_isolation not in PROJECT_ISOLATIONS:
+        raise _invalid(
+            "project_isolation", f"{settings.project_isolation!r}; use 'auto', 'uid' or 'none'"
+        )
     if not settings.project_idle_timeout_s > 0:
         raise _invalid("project_idle_timeout_s", "must be a positive number of seconds")
     base = settings.base_path

@@ -4,6 +4,11 @@ Every destination path is checked with ``paths.inside`` before anything is writt
 symlink already in the target (``sub -> /etc``) cannot carry the copy out of its home.
 Symlinks in the source are recreated as symlinks, never followed: a link to ``/etc`` copies
 as that link, not as the contents of /etc.
+
+With isolation the runner (root) copies with the projects' own rights: it reads as the
+source project's user and writes as the target's (``isolation.as_user``, this thread only).
+A project that swaps a directory for a symlink between our check and our open then reaches
+only what its own user may, never the hub's files; and what is written belongs to the target.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ import os
 from pathlib import Path
 
 from . import paths
+from .isolation import User, as_user
 
 
-def _copy_file(src: Path, dst_home: Path, dst_rel: str) -> int:
-    fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+def _copy_file(
+    src: Path, dst_home: Path, dst_rel: str, reader: User | None, writer: User | None
+) -> int:
+    with as_user(reader):
+        fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd_in, "rb") as f_in:
-        _target(dst_home, dst_rel)
-        fd_out = paths.open_for_write(dst_home, dst_rel, "target_path")
+        with as_user(writer):
+            _target(dst_home, dst_rel)
+            fd_out = paths.open_for_write(dst_home, dst_rel, "target_path")
         with os.fdopen(fd_out, "wb") as f_out:
             copied = 0
             while chunk := f_in.read(1 << 20):
@@ -27,12 +37,17 @@ def _copy_file(src: Path, dst_home: Path, dst_rel: str) -> int:
     return copied
 
 
-def _copy_link(src: Path, dst_home: Path, dst_rel: str) -> None:
-    dst = _target(dst_home, dst_rel)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink() or dst.is_file():
-        dst.unlink()
-    os.symlink(os.readlink(src), dst)
+def _copy_link(
+    src: Path, dst_home: Path, dst_rel: str, reader: User | None, writer: User | None
+) -> None:
+    with as_user(reader):
+        link = os.readlink(src)
+    with as_user(writer):
+        dst = _target(dst_home, dst_rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        os.symlink(link, dst)
 
 
 def _target(dst_home: Path, dst_rel: str) -> Path:
@@ -42,43 +57,65 @@ def _target(dst_home: Path, dst_rel: str) -> Path:
     return dst
 
 
-def copy_path(src_home: Path, src_path: str, dst_home: Path, dst_path: str) -> int:
+def copy_path(
+    src_home: Path,
+    src_path: str,
+    dst_home: Path,
+    dst_path: str,
+    *,
+    reader: User | None = None,
+    writer: User | None = None,
+) -> int:
     """Copy ``src_path`` of one home to ``dst_path`` of the other (merging into an existing
-    directory, replacing files). Returns the number of bytes copied; raises PathRefused or
-    OSError (FileNotFoundError when the source does not exist)."""
+    directory, replacing files), reading as ``reader`` and writing as ``writer`` (None: as
+    this process). Returns the number of bytes copied; raises PathRefused or OSError
+    (FileNotFoundError when the source does not exist)."""
     paths.check_relative(src_path, "src_path")
-    src_root = src_home.resolve(strict=True)
-    # the source's directory with symlinks resolved, its last component as named: a source
-    # that is a symlink copies as that symlink
-    parent = paths.inside(src_home, os.path.dirname(src_path), "src_path", allow_empty=True)
-    name = os.path.basename(os.path.normpath(src_path))
-    src = parent if name in ("", ".") else parent / name
-    if paths.is_private(src_root, src):
-        raise paths.PathRefused(f"'src_path' names the project's private {paths.PRIVATE} files")
-    if not os.path.lexists(src):
-        raise FileNotFoundError(2, "no such file or directory in the source project", src_path)
-    dst = _target(dst_home, dst_path)
-    if src.is_symlink():
-        _copy_link(src, dst_home, dst_path)
+    with as_user(reader):
+        src_root = src_home.resolve(strict=True)
+        # the source's directory with symlinks resolved, its last component as named: a
+        # source that is a symlink copies as that symlink
+        parent = paths.inside(src_home, os.path.dirname(src_path), "src_path", allow_empty=True)
+        name = os.path.basename(os.path.normpath(src_path))
+        src = parent if name in ("", ".") else parent / name
+        if paths.is_private(src_root, src):
+            raise paths.PathRefused(f"'src_path' names the project's private {paths.PRIVATE} files")
+        if not os.path.lexists(src):
+            raise FileNotFoundError(2, "no such file or directory in the source project", src_path)
+        is_link, is_dir = src.is_symlink(), src.is_dir()
+    with as_user(writer):
+        dst = _target(dst_home, dst_path)
+    if is_link:
+        _copy_link(src, dst_home, dst_path, reader, writer)
         return 0
-    if not src.is_dir():
-        return _copy_file(src, dst_home, dst_path)
+    if not is_dir:
+        return _copy_file(src, dst_home, dst_path, reader, writer)
     if src == dst or dst.is_relative_to(src):
         raise paths.PathRefused("cannot copy a directory into itself")
+    with as_user(reader):  # the whole listing first: reading and writing are different users
+        tree = []
+        for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+            if Path(dirpath) == src_root and paths.PRIVATE in dirnames:
+                dirnames.remove(paths.PRIVATE)  # copying the whole home leaves the secret behind
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            entries = []
+            for name in [*filenames, *links]:
+                entry = Path(dirpath) / name
+                # sockets, fifos and devices are not copied
+                kind = "link" if entry.is_symlink() else "file" if entry.is_file() else None
+                if kind:
+                    entries.append((entry, kind))
+            tree.append((dirpath, entries))
     copied = 0
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
-        if Path(dirpath) == src_root and paths.PRIVATE in dirnames:
-            dirnames.remove(paths.PRIVATE)  # copying the whole home leaves the secret behind
+    for dirpath, entries in tree:
         rel_dir = os.path.relpath(dirpath, src)
         target_dir = dst_path if rel_dir == "." else os.path.join(dst_path, rel_dir)
-        _target(dst_home, target_dir).mkdir(parents=True, exist_ok=True)
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        for name in [*filenames, *links]:
-            entry = Path(dirpath) / name
-            rel = os.path.join(target_dir, name)
-            if entry.is_symlink():
-                _copy_link(entry, dst_home, rel)
-            elif entry.is_file():
-                copied += _copy_file(entry, dst_home, rel)
-            # sockets, fifos and devices are not copied
+        with as_user(writer):
+            _target(dst_home, target_dir).mkdir(parents=True, exist_ok=True)
+        for entry, kind in entries:
+            rel = os.path.join(target_dir, entry.name)
+            if kind == "link":
+                _copy_link(entry, dst_home, rel, reader, writer)
+            else:
+                copied += _copy_file(entry, dst_home, rel, reader, writer)
     return copied

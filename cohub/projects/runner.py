@@ -23,9 +23,14 @@ No orphans: each server asks Linux for SIGTERM when the runner dies (PR_SET_PDEA
 runner stops its servers when it shuts down; and pid files under ``run_dir`` let a runner that
 starts after a crash kill what is left and reset those projects' state.
 
-What this does not isolate: every project server and every command it runs is a process of
-the runner's own OS user, so exec can read what that user can read. The project API confines
-paths to the home; it is not a sandbox.
+Isolation (``isolate=True``, the default when the hub runs as root; isolation.py): each
+project server, and so every command exec runs, is a process of the project's own uid, which
+owns the home (0700) and nothing else; stop kills every process of that uid, which catches
+what exec left running in the background. Leftovers of the uid are killed before a start too,
+so no project process runs while the runner (root) prepares the home. Copies read and write
+with the two projects' rights. Without isolation (the hub is not root) project processes are
+the runner's own OS user and can read what it can: the paths checks confine the project API,
+not what a command does.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from ..db.engine import Database
 from ..db.errors import NotFound as NoSuchRow
 from ..db.models import projects as projects_table
 from ..ids import is_uuid
-from . import copying, paths
+from . import copying, isolation, paths
 from .server import SECRET_FILE, api_subject
 
 log = logging.getLogger("cohub.projects.runner")
@@ -102,6 +107,7 @@ class Runner:
         base_path: str = "/",
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
         log_level: str = "info",
+        isolate: bool = False,
     ) -> None:
         self.nc = nc
         self.db = db
@@ -111,6 +117,7 @@ class Runner:
         self.base_path = base_path
         self.idle_timeout = idle_timeout
         self.log_level = log_level
+        self.uids = isolation.Uids(self.projects_dir) if isolate else None
         self.children: dict[str, _Child] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,14 +128,24 @@ class Runner:
         left running. Needs only the database and the disk, so it can run before this
         process listens (and before anyone can see a stale "running")."""
         self.projects_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.uids is not None:
+            os.chmod(self.projects_dir, 0o711)  # project users reach their homes, list nothing
+            await asyncio.to_thread(self.uids.scan)
         await self._reap_orphans()
 
     async def start(self) -> None:
         """Serve the runner subject (the client must be connected) and watch for idlers."""
         self._tasks.append(await self.nc.service(SUBJECT, self.handle))
         self._tasks.append(asyncio.ensure_future(self._sweep_idle()))
-        log.info("project runner serving %s; homes under %s", SUBJECT, self.projects_dir)
+        log.info(
+            "project runner serving %s; homes under %s; %s",
+            SUBJECT,
+            self.projects_dir,
+            "each project runs as a user of its own"
+            if self.uids is not None
+            else "projects run as the hub's own OS user (not isolated)",
+        )
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -149,6 +166,30 @@ class Runner:
 
     def _lock(self, project_id: str) -> asyncio.Lock:
         return self._locks.setdefault(project_id, asyncio.Lock())
+
+    def _user(self, project_id: str) -> isolation.User | None:
+        """The project's user (allocated on first use), None without isolation."""
+        return None if self.uids is None else self.uids.user(project_id)
+
+    def _owner(self, project_id: str) -> isolation.User | None:
+        """The user a home already has, if it is a project user: whose processes to kill."""
+        if self.uids is None:
+            return None
+        with contextlib.suppress(OSError):
+            uid = self.home(project_id).lstat().st_uid
+            if isolation.in_range(uid):
+                return isolation.User(uid, uid)
+        return None
+
+    async def _kill_processes(self, project_id: str) -> None:
+        """Kill every process of the project's user (exec's background jobs, daemons)."""
+        user = self._owner(project_id)
+        if user is not None:
+            killed = await asyncio.to_thread(isolation.kill_uid, user.uid)
+            if killed:
+                log.info(
+                    "killed %s process(es) of project %s (uid %s)", killed, project_id, user.uid
+                )
 
     def _pid_file(self, project_id: str) -> Path:
         return self.run_dir / f"project-{project_id}.pid"
@@ -184,11 +225,14 @@ class Runner:
             if child is not None and child.process.returncode is None:
                 return dict(project.get("state") or {"state": "running"})
             token = secrets.token_urlsafe(32)
-            self._prepare_home(home, token)
+            user = self._user(project_id)
+            # nothing of the project runs while we (root) work in its home
+            await self._kill_processes(project_id)
+            await asyncio.to_thread(self._prepare_home, home, token, user)
             await db_projects.set_secret_token(self.db, project_id, token)
             await db_projects.set_state(self.db, project_id, {"state": "starting"})
             try:
-                child = await self._launch(project_id, home)
+                child = await self._launch(project_id, home, user)
             except ServiceError as e:
                 await db_projects.set_secret_token(self.db, project_id, None)
                 await db_projects.set_state(
@@ -204,29 +248,43 @@ class Runner:
                 self.db, project_id, {"state": "running", "ip": "127.0.0.1", "pid": pid}
             )
 
-    def _prepare_home(self, home: Path, token: str) -> None:
-        home.mkdir(mode=0o700, exist_ok=True)
+    def _prepare_home(self, home: Path, token: str, user: isolation.User | None) -> None:
+        if user is None:
+            home.mkdir(mode=0o700, exist_ok=True)
+        else:
+            isolation.own_home(home, user)
         private = home / paths.PRIVATE
-        if private.is_symlink():  # the project may have put a link here; never write through it
+        if private.is_symlink() or private.is_file():  # the project may have put a link here
             private.unlink()
         private.mkdir(mode=0o700, exist_ok=True)
+        if user is not None:
+            os.chown(private, user.uid, user.gid, follow_symlinks=False)
         secret = home / SECRET_FILE
         tmp = private / f".secret_token.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
+            if user is not None:
+                os.fchown(f.fileno(), user.uid, user.gid)
             f.write(token)
         tmp.replace(secret)  # replaces a link at that name, never follows it
 
-    async def _launch(self, project_id: str, home: Path) -> _Child:
+    async def _launch(self, project_id: str, home: Path, user: isolation.User | None) -> _Child:
         env = {k: os.environ[k] for k in _ENV_KEPT if k in os.environ}
         env["HOME"] = str(home)
+        as_user: list[str] = []
+        if user is not None:
+            as_user = ["--uid", str(user.uid), "--gid", str(user.gid)]
+            env["USER"] = env["LOGNAME"] = "user"  # not root's name
         # O_NOFOLLOW: the project owns its home and may have put a link where the log goes
         log_fd = os.open(
             home / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
         )
+        if user is not None:
+            os.fchown(log_fd, user.uid, user.gid)
         with os.fdopen(log_fd, "ab") as log_file:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-I",  # isolated: neither the home nor PYTHON* variables reach sys.path
                 "-m",
                 "cohub.projects.server",
                 "--project-id",
@@ -241,7 +299,9 @@ class Runner:
                 str(os.getpid()),
                 "--log-level",
                 self.log_level,
-                cwd=home,
+                *as_user,
+                # not the home: the server starts as root and changes to it once it is the user
+                cwd="/" if user is not None else home,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -296,6 +356,7 @@ class Runner:
                 await self._terminate(child)
                 self._pid_file(project_id).unlink(missing_ok=True)
                 log.info("project %s stopped%s", project_id, f" ({reason})" if reason else "")
+            await self._kill_processes(project_id)
             await db_projects.set_secret_token(self.db, project_id, None)
             # the database no longer accepts it; the file goes too, so no one mistakes it
             with contextlib.suppress(OSError):
@@ -320,6 +381,7 @@ class Runner:
                 return  # stopped or started again meanwhile: that owns the state now
             del self.children[child.project_id]
             self._pid_file(child.project_id).unlink(missing_ok=True)
+            await self._kill_processes(child.project_id)
             log.warning("project %s server exited by itself (code %s)", child.project_id, code)
             await db_projects.set_secret_token(self.db, child.project_id, None)
             await _set_status(self.db, child.project_id, {})
@@ -346,6 +408,9 @@ class Runner:
                 if b"cohub.projects.server" in cmdline and project_id.encode() in cmdline:
                     log.warning("killing orphaned project server %s (pid %s)", project_id, pid)
                     os.killpg(pid, signal.SIGKILL)
+            user = self._owner(project_id) if is_uuid(project_id) else None
+            if user is not None:
+                isolation.kill_uid(user.uid)
             pid_file.unlink(missing_ok=True)
             found.append(project_id)
         return found
@@ -397,10 +462,23 @@ class Runner:
         if not src_home.is_dir():
             raise NotFound(f"project {src_id} has no files yet (it was never started)")
         target_home = self.home(target_id)
-        target_home.mkdir(mode=0o700, exist_ok=True)
+        reader, writer = self._user(src_id), self._user(target_id)
         try:
+            async with self._lock(target_id):  # not while the runner prepares the home
+                if writer is None:
+                    target_home.mkdir(mode=0o700, exist_ok=True)
+                elif self.children.get(target_id) is None:
+                    await asyncio.to_thread(isolation.own_home, target_home, writer)
+                if reader is not None and self.children.get(src_id) is None:
+                    await asyncio.to_thread(isolation.own_home, src_home, reader)
             copied = await asyncio.to_thread(
-                copying.copy_path, src_home, src_path, target_home, target_path
+                copying.copy_path,
+                src_home,
+                src_path,
+                target_home,
+                target_path,
+                reader=reader,
+                writer=writer,
             )
         except paths.PathRefused as e:
             raise BadRequest(str(e)) from None

@@ -6,6 +6,14 @@ The runner starts one per running project. It reads the project's secret token f
 prints one line ``{"ready": true, ...}`` on stdout: the runner waits for that line. It runs
 until SIGTERM, SIGINT or its parent (the runner) going away.
 
+With ``--uid``/``--gid`` (the runner runs as root and isolates projects, isolation.py) it
+starts as root and becomes that user before it reads anything of the project's: the home,
+the secret token, every command it runs. Starting as root first, rather than being launched
+as the user, is what lets the interpreter live where project users cannot read (pyenv under
+a 0700 /root): everything the server needs is imported before the switch (``_preload``).
+It is started with ``python -I`` in ``/``: the home is not on ``sys.path``, so nothing a
+project left there is imported while the process is still root.
+
 Project API requests are ``{name, args: [opts]}`` (or ``[name, args]``); a failure is
 ``{error, code}``. Every request is checked here again, since an owner or collaborator
 account may publish on the project's subjects directly, not only through the hub.
@@ -43,7 +51,7 @@ from ..conat.codec import Message
 from ..conat.errors import BadRequest, ConatError, NotFound
 from ..cookies import PROJECT_ID, PROJECT_SECRET, cookie_name
 from ..ids import is_uuid
-from . import execute, paths
+from . import execute, isolation, paths
 
 log = logging.getLogger("cohub.projects.server")
 
@@ -297,6 +305,24 @@ async def serve(project_id: str, home: Path, url: str, base_path: str, parent: i
         await nc.close()
 
 
+def _preload() -> None:
+    """Import, while still root, what the server may otherwise import lazily later, when the
+    interpreter's own directory may be out of reach (thread pools for file work, the codec
+    behind socket.getaddrinfo for host names)."""
+    import concurrent.futures.thread  # noqa: F401
+    import encodings.idna  # noqa: F401
+
+    "".encode("idna")
+    asyncio.new_event_loop().close()  # the selector and unix event loop modules
+
+
+def _become(project_user: isolation.User, home: Path) -> None:
+    _preload()
+    isolation.drop_to(project_user)
+    os.umask(0o022)  # the hub runs with 0o077; a project's own files are as usual
+    os.chdir(home)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cohub.projects.server", description=__doc__)
     parser.add_argument("--project-id", required=True)
@@ -305,10 +331,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-path", default="/")
     parser.add_argument("--parent-pid", required=True, type=int)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--uid", type=int, help="run as this user (the server starts as root)")
+    parser.add_argument("--gid", type=int)
     args = parser.parse_args(argv)
     if not is_uuid(args.project_id):
         parser.error("--project-id must be a UUID")
+    if (args.uid is None) != (args.gid is None):
+        parser.error("--uid and --gid go together")
     logs.setup(args.log_level)
+    if args.uid is not None:
+        _become(isolation.User(args.uid, args.gid), args.home)
+    # after the switch: changing credentials clears the parent-death signal
     _die_with_parent(args.parent_pid)
     # plain asyncio, not uvloop: exec relies on preexec_fn, which asyncio's loop supports
     return asyncio.run(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,26 @@ import pytest
 
 from cohub.conat.client import Client
 from cohub.conat.errors import ConatError
-from tests.conftest import Server, User, sign_up
+from tests.conftest import Server, User, sign_up, start_server, stop_server
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="project users need the hub to run as root")
+
+
+@pytest.fixture(scope="session")
+def server(pg_schema_url: str | None) -> Iterator[Server]:
+    """These tests' own server: as root, with each project a user of its own (required, not
+    'auto'), so every test here runs isolated. Its data dir is not under pytest's tmp dir,
+    which is 0700: project users could not reach their homes through it."""
+    data_dir = Path(tempfile.mkdtemp(prefix="cohub-projects-")) / "data"
+    os.chmod(data_dir.parent, 0o755)  # mkdtemp makes it 0700
+    db = pg_schema_url or f"sqlite:///{data_dir / 'cohub.sqlite3'}"
+    srv = start_server(data_dir, db, *(["--project-isolation", "uid"] if ROOT else []))
+    yield srv
+    stop_server(srv)
+    if srv.process.returncode not in (0, -15):
+        print(srv.log())
+    shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 class Hub:
