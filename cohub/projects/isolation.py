@@ -155,15 +155,19 @@ def own_home(home: Path, user: User) -> None:
 
 # ---- processes -------------------------------------------------------------------------------
 def _uids_of(pid: str) -> tuple[int, ...]:
+    """The uids of a live process; none for a zombie (it is dead, only not reaped yet: a
+    container's pid 1 may never reap what it inherits)."""
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:
+            if line.startswith(b"State:") and line.split()[1:2] in ([b"Z"], [b"X"]):
+                return ()
             if line.startswith(b"Uid:"):
                 return tuple(int(x) for x in line.split()[1:])
     return ()
 
 
 def processes_of(uid: int) -> list[int]:
-    """Every process with ``uid`` as its real, effective, saved or filesystem uid."""
+    """Every live process with ``uid`` as its real, effective, saved or filesystem uid."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
