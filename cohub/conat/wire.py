@@ -67,7 +67,9 @@ class Packet:
         self.buffered += len(data)
         if len(self.buffers) < self.attachments:
             return False
-        if not _fill_publish_chunk(self.data, data) or self.attachments != 1:
+        if self.attachments != 1 or not (
+            _fill_publish_chunk(self.data, data) or _fill_delivery_chunk(self.data, data)
+        ):
             self.data = _fill(self.data, self.buffers)
         return True
 
@@ -131,6 +133,25 @@ def _fill_publish_chunk(data: Any, chunk: bytes) -> bool:
     return True
 
 
+def _fill_delivery_chunk(data: Any, chunk: bytes) -> bool:
+    """The client's hot path: a delivery ``[pattern, {subject, data: [id, seq, done, encoding,
+    <chunk>, headers]}]`` whose only placeholder is the chunk. True when filled in place."""
+    if not (isinstance(data, list) and len(data) == 2 and isinstance(data[1], dict)):
+        return False
+    body = data[1]
+    frame = body.get("data")
+    if not isinstance(frame, list) or not 5 <= len(frame) <= 6 or frame[4] != _PLACEHOLDER:
+        return False
+    if len(body) != 2 or "subject" not in body or _has_placeholder(body["subject"]):
+        return False
+    if any(_has_placeholder(v) for v in frame[:4]) or (
+        len(frame) > 5 and _has_placeholder(frame[5])
+    ):
+        return False
+    frame[4] = chunk
+    return True
+
+
 def _has_placeholder(value: Any) -> bool:
     if isinstance(value, dict):
         return "_placeholder" in value or any(_has_placeholder(v) for v in value.values())
@@ -172,9 +193,35 @@ def _extract(data: Any, buffers: list[bytes]) -> Any:
     return data
 
 
+def _has_binary(value: Any) -> bool:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return True
+    if isinstance(value, dict):
+        return any(_has_binary(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_binary(v) for v in value)
+    return False
+
+
+def _extract_publish(payload: list[Any], buffers: list[bytes]) -> Any:
+    """The client's hot path: ``["publish", [subject, id, seq, done, encoding, <chunk>,
+    headers?]]`` whose only binary part is the chunk; None when the payload is anything else."""
+    if len(payload) != 2 or payload[0] != "publish" or not isinstance(payload[1], list):
+        return None
+    frame = payload[1]
+    if not 6 <= len(frame) <= 7 or not isinstance(frame[5], bytes):
+        return None
+    if _has_binary(frame[:5]) or (len(frame) > 6 and _has_binary(frame[6])):
+        return None
+    buffers.append(frame[5])
+    return ["publish", [*frame[:5], _PLACEHOLDER, *frame[6:]]]
+
+
 def _encode(ptype: int, binary_type: int, ack_id: int | None, payload: list[Any]) -> list[Frame]:
     buffers: list[bytes] = []
-    body = _extract(payload, buffers)
+    body = _extract_publish(payload, buffers)
+    if body is None:
+        body = _extract(payload, buffers)
     ident = "" if ack_id is None else str(ack_id)
     if buffers:
         return [f"4{binary_type}{len(buffers)}-{ident}{_dumps(body)}", *buffers]

@@ -177,3 +177,58 @@ def test_hand_built_delivery_is_the_json_of_the_generic_one(data: list) -> None:
         assert json.loads(fast[0][4:]) == json.loads(generic[0][4:])
         assert fast[1:] == generic[1:]
         assert _python_socketio_decode(fast).data == [pattern, {"subject": subject, "data": data}]
+
+
+def _generic_decode(frames: list) -> wire.Packet:
+    """Decode with the generic placeholder filling only (the reference for the fast paths)."""
+    packet = decode_message(frames[0][1:])
+    packet.buffers = list(frames[1:])
+    packet.data = wire._fill(packet.data, packet.buffers)
+    return packet
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        ["s", "id", 0, 1, 0, b"chunk"],
+        ["s", "id", 0, 1, 0, b"chunk", {"CN-Reply": "_INBOX.x.y", "n": [1, None]}],
+        ["s", "id", 0, 1, 0, b"", {"bin": b"in the headers"}],  # two buffers: generic
+        ["s", "id", 0, 1, 0, bytearray(b"ba")],  # not bytes: generic
+        ["s", b"odd id", 0, 1, 0, b"c"],  # binary before the chunk: generic
+        ["s", "id", 0, 1, 0],  # too short: generic
+    ],
+)
+def test_publish_encoding_fast_path_equals_the_generic_one(frame: list) -> None:
+    fast = wire.encode_event("publish", [frame], 7)
+    buffers: list[bytes] = []
+    body = wire._extract(["publish", frame], buffers)
+    ident = "7"
+    generic = (
+        [f"45{len(buffers)}-{ident}{wire._dumps(body)}", *buffers]
+        if buffers
+        else [f"42{ident}{wire._dumps(body)}"]
+    )
+    assert fast == generic
+    # and the router reads back what was sent
+    assert _generic_decode(fast).data == [
+        "publish",
+        [bytes(v) if isinstance(v, bytearray) else v for v in frame],
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["id", 0, 1, 0, b"x", None],
+        ["id", 0, 1, 0, b"x", {"h": {"_placeholder": True, "num": 0}}],  # headers too
+        ["id", 0, 1, 0, b"x"],  # no headers slot
+        [{"_placeholder": True, "num": 0}, 0, 1, 0, b"x", None],  # a placeholder elsewhere
+    ],
+)
+def test_delivery_fill_fast_path_equals_the_generic_one(data: list) -> None:
+    frames = wire.encode_event("a.>", [{"subject": "a.b", "data": data}])
+    assert len(frames) == 2  # the chunk is the one attachment; the other references it
+    fast = decode_message(frames[0][1:])
+    assert fast.add_attachment(frames[1])
+    assert fast.data == _generic_decode(frames).data
+    assert fast.data[1]["data"][4] == b"x"
