@@ -6,7 +6,9 @@ profiling showed to be a third of the router's CPU. Here frames queue in the web
 buffer (framed here: the websockets library's generic framing was the next largest cost) and
 are written together once the loop has run everything that is
 ready, so a burst of messages to one client costs one system call. Order is unchanged: every
-write, ours or uvicorn's (pings, close), takes the whole buffer in sequence.
+write, ours or uvicorn's (pings, close), takes the whole buffer in sequence. The first two
+frames of a loop iteration are written at once instead: on a quiet loop, that is a lone
+delivery, whose latency matters more than a system call.
 """
 
 from __future__ import annotations
@@ -109,6 +111,16 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
             payload = message.get("text", "").encode()
             self._out.append(frame_header(0x1, len(payload)))
             self._out.append(payload)
+        global _frames_this_iteration
+        if _frames_this_iteration < _WRITE_THROUGH_FRAMES and not self._flush_scheduled:
+            # A quiet loop: the first frames of an iteration go out at once, since waiting for
+            # the iteration's end cost a lone request/reply about 100 us (bench/conat.py, A/B).
+            # Past them, writes coalesce; order holds, as nothing of this connection is queued.
+            if _frames_this_iteration == 0:
+                self.loop.call_soon(_new_iteration)
+            _frames_this_iteration += 1
+            self._flush()
+            return
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -163,6 +175,15 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         output.extend(self.conn.data_to_send())  # a close frame queued by uvicorn goes last
         if output and not self.transport.is_closing():
             self.transport.write(b"".join(output))
+
+
+_WRITE_THROUGH_FRAMES = 2  # one delivery (header + chunk); the third frame on waits (acks)
+_frames_this_iteration = 0
+
+
+def _new_iteration() -> None:
+    global _frames_this_iteration
+    _frames_this_iteration = 0
 
 
 _READ_HIGH_WATER = 64  # received messages waiting for the app before reading pauses
