@@ -75,3 +75,17 @@ MAX_WAITS_PER_SOCKET: Final = 100
 
 # The clusterName in info when none is configured (conat.md section 1).
 DEFAULT_CLUSTER_NAME: Final = "default"
+
+
+# The project API (conat.md section 7): what a project server answers on, and the bounds of
+# exec and file calls that both the hub (checking callers) and the project server (enforcing
+# them) apply.
+def project_api_subject(project_id: str, compute_server_id: str = "-") -> str:
+    return f"project.{project_id}.{compute_server_id}.api.-"
+
+
+PROJECT_EXEC_TIMEOUT_DEFAULT_S: Final = 10
+PROJECT_EXEC_TIMEOUT_MAX_S: Final = 3600
+PROJECT_EXEC_OUTPUT_DEFAULT: Final = 1_000_000
+PROJECT_EXEC_OUTPUT_MAX: Final = 10_000_000
+PROJECT_FILE_MAX_BYTES: Final = 5_000_000

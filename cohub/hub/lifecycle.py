@@ -15,6 +15,7 @@ import posixpath
 import time
 from typing import Any
 
+from ..conat import protocol as P
 from ..conat.errors import ConatError, NoSubscribers
 from ..db import projects as db_projects
 from .access import require_project
@@ -37,15 +38,14 @@ COPY_TIMEOUT_S = 300
 RUNNER_WAIT_S = 5.0
 STOPPED = "opened"  # the reference's name for "exists, not running"
 ACTIVE = ("starting", "running", "stopping")
-MAX_EXEC_TIMEOUT_S = 3600
-DEFAULT_EXEC_TIMEOUT_S = 10
-MAX_OUTPUT = 10_000_000
-DEFAULT_MAX_OUTPUT = 1_000_000
-MAX_FILE_BYTES = 5_000_000
+MAX_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_MAX_S
+DEFAULT_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_DEFAULT_S
+MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_MAX
+DEFAULT_MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_DEFAULT
+MAX_FILE_BYTES = P.PROJECT_FILE_MAX_BYTES
 
 
-def project_api_subject(project_id: str) -> str:
-    return f"project.{project_id}.-.api.-"
+project_api_subject = P.project_api_subject
 
 
 async def _project_row(ctx: Context, project_id: str) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import logs
+from ..conat import protocol as P
 from ..conat.client import Client
 from ..conat.codec import Message
 from ..conat.errors import BadRequest, ConatError, NotFound
@@ -56,17 +57,16 @@ from . import execute, isolation, paths
 log = logging.getLogger("cohub.projects.server")
 
 SECRET_FILE = ".smc/secret_token"
-MAX_EXEC_TIMEOUT_S = 3600
-DEFAULT_EXEC_TIMEOUT_S = 10
-MAX_OUTPUT = 10_000_000
-DEFAULT_MAX_OUTPUT = 1_000_000
-MAX_FILE_BYTES = 5_000_000
+MAX_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_MAX_S
+DEFAULT_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_DEFAULT_S
+MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_MAX
+DEFAULT_MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_DEFAULT
+MAX_FILE_BYTES = P.PROJECT_FILE_MAX_BYTES
 MAX_LISTING = 10_000
 MAX_ARGS = 1000
 
 
-def api_subject(project_id: str) -> str:
-    return f"project.{project_id}.-.api.-"
+api_subject = P.project_api_subject
 
 
 def _opts(args: Any) -> dict[str, Any]:
