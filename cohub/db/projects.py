@@ -106,8 +106,19 @@ async def get_group(db: Database, project_id: str, account_id: str) -> str | Non
 
 
 async def is_collaborator(db: Database, project_id: str, account_id: str) -> bool:
-    """True for owners and collaborators (viewers may not change anything)."""
-    return await get_group(db, project_id, account_id) in ("owner", "collaborator")
+    """True for owners and collaborators (viewers may not change anything) of a project that
+    is not deleted: a deleted project's subjects are closed to everyone but hubs."""
+    async with db.connect() as conn:
+        group = await conn.scalar(
+            sa.select(project_users.c.group)
+            .join(projects, projects.c.project_id == project_users.c.project_id)
+            .where(
+                project_users.c.project_id == project_id,
+                project_users.c.account_id == account_id,
+                sa.or_(projects.c.deleted.is_(None), projects.c.deleted.is_(False)),
+            )
+        )
+    return group in ("owner", "collaborator")
 
 
 async def add_collaborator(

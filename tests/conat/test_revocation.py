@@ -55,6 +55,31 @@ async def test_removed_collaborator_stops_receiving_at_once(server: Server, conn
         await fresh.subscribe(subject)
 
 
+async def test_deleted_project_closes_its_subjects_even_to_its_owner(
+    server: Server, connect
+) -> None:  # type: ignore[no-untyped-def]
+    owner_user = sign_up(server)
+    owner = await connect(server, {"remember_me": owner_user.cookie})
+    hub = await connect(server, {"hub_password": server.hub_password})
+    api = f"hub.account.{owner_user.account_id}.api"
+    project_id = await owner.call(api, "projects.createProject", {"title": "doomed"})
+    events: list[dict] = []
+    owner.sio.on("permission", lambda data: events.append(data))
+    subject = f"project.{project_id}.-.api.-"
+    sub = await owner.subscribe(subject)
+    assert (await hub.publish(subject, 1)).count == 1
+    assert (await sub.next(timeout=5)).data == 1
+
+    await owner.call(api, "projects.deleteProject", {"project_id": project_id})
+    await _until(lambda: any(e["subject"] == subject for e in events))
+    assert (await hub.publish(subject, 2)).count == 0  # the owner's subscription is gone
+    fresh = await connect(server, {"remember_me": owner_user.cookie})
+    with pytest.raises(Exception, match="permission denied"):
+        await fresh.subscribe(subject)
+    with pytest.raises(Exception, match="permission denied"):
+        await fresh.publish(subject, {"name": "system.exec", "args": [{"command": "id"}]})
+
+
 async def _ended(client: Client) -> None:
     await _until(lambda: not client.connected or client.identity is None)
 
