@@ -90,7 +90,8 @@ class Server:
 
 
 def start_server(data_dir: Path, db_url: str, *extra: str, port: int | None = None) -> Server:
-    """Start ``cohub serve`` in a subprocess and wait until /alive answers."""
+    """Start ``cohub serve`` in a subprocess and wait until /alive answers and, when it runs
+    the hub API, until that answers too."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
@@ -117,13 +118,51 @@ def start_server(data_dir: Path, db_url: str, *extra: str, port: int | None = No
             raise RuntimeError(f"cohub serve exited with {process.returncode}:\n{server.log()}")
         try:
             if httpx.get(f"{server.url}/{base}alive", timeout=1).status_code == 200:
-                return server
+                break
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    process.kill()
-    process.wait(5)
-    raise RuntimeError(f"cohub serve did not come up:\n{server.log()}")
+    else:
+        process.kill()
+        process.wait(5)
+        raise RuntimeError(f"cohub serve did not come up:\n{server.log()}")
+    roles = [extra[i + 1] for i, a in enumerate(extra) if a == "--role"]
+    if not roles or {"hub-conat-api", "hub-conat-router"} <= set(roles):
+        # /alive answers once the server listens; the hub API subscribes a moment later
+        _wait_for_hub_api(server, base, deadline)
+    return server
+
+
+def _wait_for_hub_api(server: Server, base: str, deadline: float) -> None:
+    import asyncio
+    import threading
+
+    async def ping() -> bool:
+        url = f"{server.url}/{base}".rstrip("/")
+        try:
+            async with Client(url, cookies={_hub_cookie(base): server.hub_password}) as nc:
+                while time.monotonic() < deadline:
+                    try:
+                        await nc.call(f"hub.account.{uuid.UUID(int=0)}.api", "system.ping")
+                        return True
+                    except Exception:
+                        await asyncio.sleep(0.1)
+        except Exception:
+            return False
+        return False
+
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(ping())))  # any loop
+    thread.start()
+    thread.join()
+    if not result or not result[0]:
+        raise RuntimeError(f"the hub API did not answer after start:\n{server.log()}")
+
+
+def _hub_cookie(base: str) -> str:
+    from cohub.cookies import HUB_PASSWORD, cookie_name
+
+    return cookie_name("/" + base if base else "/", HUB_PASSWORD)
 
 
 def stop_server(server: Server) -> None:
