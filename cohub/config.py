@@ -224,6 +224,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 PORT_FIELDS = ("port", "smtp_port")
 PROJECT_RUNNERS = ("local", "none")
 PROJECT_ISOLATIONS = ("auto", "uid", "none")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _invalid(name: str, message: str) -> SystemExit:
@@ -242,6 +243,8 @@ def validate(settings: Settings) -> Settings:
         raise _invalid(
             "project_isolation", f"{settings.project_isolation!r}; use 'auto', 'uid' or 'none'"
         )
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise _invalid("log_level", f"{settings.log_level!r}; use {', '.join(LOG_LEVELS)}")
     if not settings.project_idle_timeout_s > 0:
         raise _invalid("project_idle_timeout_s", "must be a positive number of seconds")
     base = settings.base_path

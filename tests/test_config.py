@@ -118,3 +118,12 @@ def test_help_shows_plain_defaults() -> None:
     assert "PosixPath" not in text and "None" not in text
     assert "default data]" in " ".join(text.split())
     assert "default 5000]" in text and "default 127.0.0.1]" in text
+
+
+def test_log_levels() -> None:
+    for level in ("debug", "INFO", "warning", "error"):
+        assert config.load(parse("--log-level", level), environ={}).log_level == level
+    with pytest.raises(SystemExit, match=r"--log-level.*'loud'.*debug, info, warning, error"):
+        config.load(parse("--log-level", "loud"), environ={})
+    with pytest.raises(SystemExit, match="--log-level"):
+        config.load(parse(), environ={"COHUB_LOG_LEVEL": "verbose"})

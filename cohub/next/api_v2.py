@@ -265,8 +265,10 @@ def operations(hub: HubClient) -> list[Operation]:
             ),
             response={"type": "object"},
             errors=(403, 404, 502),
-            description="The command runs in the project's server. Until cohub has a project "
-            "runner no project server runs, and the reply is a 503 error saying so.",
+            description="The command runs in the project's home, as the project's own user "
+            "when the hub runs as root, with the timeout (seconds, at most 3600) and output cap "
+            "(bytes) given. The project must be running (projects/start); otherwise, or with no "
+            "project runner, the reply is a 503 error saying so.",
         ),
         Operation(
             api + "projects/write-text-file",
@@ -280,7 +282,8 @@ def operations(hub: HubClient) -> list[Operation]:
             ),
             response=OK,
             errors=(403, 404, 502),
-            description="Needs the running project; without a project runner: 503.",
+            description="The path is relative to the project's home and may not leave it. "
+            "Needs the running project (projects/start); otherwise a 503 error says so.",
         ),
         Operation(
             "api/conat/hub",
