@@ -135,6 +135,19 @@ async def stop(ctx: Context, *args: Any) -> dict[str, Any]:
     return await db_projects.set_state(ctx.db, project_id, {"state": STOPPED})
 
 
+async def stop_deleted(ctx: Context, project_id: str) -> str | None:
+    """Stop a project that was just marked deleted, and every process of its user: the
+    runner does both, and refuses to start it from now on. Best effort: the project is
+    deleted whatever happens here; the reply is why it could not be stopped, or None."""
+    try:
+        await _call_runner(ctx, "stop", {"project_id": project_id}, STOP_TIMEOUT_S)
+    except NoSubscribers:
+        return NO_RUNNER
+    except ApiError as e:
+        return e.message
+    return None
+
+
 async def state(ctx: Context, *args: Any) -> dict[str, Any]:
     """The recorded state: {state, time?, error?}; "opened" when never started."""
     project_id = uuid_option(options(args), "project_id")
@@ -157,8 +170,11 @@ def _relative_path(opts: dict[str, Any], name: str, *, required: bool = True) ->
     path = string_option(opts, name, max_length=4096, default=None if required else "")
     if required and not path:
         raise ApiError(f"'{name}' must be a non-empty path")
-    if path.startswith("/") or ".." in posixpath.normpath(path or ".").split("/"):
-        raise ApiError(f"'{name}' must be a path inside the project (relative, without '..')")
+    if path.startswith(("/", "~")) or ".." in posixpath.normpath(path or ".").split("/"):
+        raise ApiError(
+            f"'{name}' must be a path inside the project's home (relative, without '..' and "
+            "without '~')"
+        )
     return path
 
 
@@ -175,7 +191,11 @@ async def _call_project(ctx: Context, project_id: str, name: str, arg: Any, time
     except ConatError as e:
         raise ApiError(f"the project did not answer: {e.message}", 504) from None
     if isinstance(reply, dict) and "error" in reply:
-        raise ApiError(f"the project refused: {reply['error']}", 502)
+        code = reply.get("code")
+        # its 4xx (a path outside the home, not a directory, ...) are the caller's to fix;
+        # anything else (the command failed, the server broke) is a failed upstream: 502
+        status = code if isinstance(code, int) and 400 <= code < 500 else 502
+        raise ApiError(f"the project refused: {reply['error']}", status)
     return reply
 
 

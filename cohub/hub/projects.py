@@ -11,6 +11,7 @@ from ..db import accounts as db_accounts
 from ..db import projects as db_projects
 from ..db.errors import DBError, NotFound, PermissionDenied
 from ..mail import MailError, send_email, smtp_settings
+from . import lifecycle
 from .access import is_admin, require_project
 from .context import (
     ApiError,
@@ -177,16 +178,22 @@ async def change_user_type(ctx: Context, *args: Any) -> None:
 
 
 async def delete_project(ctx: Context, *args: Any) -> None:
-    """Mark a project deleted (the owner or an admin). hub-delete-projects unlinks it later."""
+    """Mark a project deleted (the owner or an admin), then stop it and every process it
+    left running (through the project runner, best effort: with no runner answering it is
+    deleted all the same). hub-delete-projects unlinks it later."""
     opts = options(args)
     project_id = uuid_option(opts, "project_id")
     ctx.caller.require_account()
     await require_project(ctx, project_id, "owner")
     try:
+        # first: from now on neither the hub nor the runner starts it, and its token is void
         await db_projects.mark_deleted(ctx.db, project_id)
     except DBError as e:
         raise _db_error(e) from e
     await ctx.notify(PERMISSIONS_CHANGED, {"project_id": project_id})
+    why = await lifecycle.stop_deleted(ctx, project_id)
+    if why is not None:
+        log.warning("deleted project %s could not be stopped: %s", project_id, why)
 
 
 async def touch(ctx: Context, *args: Any) -> None:

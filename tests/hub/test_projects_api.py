@@ -187,6 +187,8 @@ async def test_delete_project_is_for_the_owner_and_admins(hub, team) -> None:
     e = await hub.error(team["collab"], "projects.deleteProject", {"project_id": pid})
     assert e.code == 403
     hub.notified.clear()
+    # no project runner answers here: the project is deleted all the same (stopping it is
+    # best effort; tests/projects/test_runner_hardening.py has the real runner stop it)
     await hub.call(team["admin"], "projects.deleteProject", {"project_id": pid})
     assert hub.notified == [(PERMISSIONS_CHANGED, {"project_id": pid})]
     assert (await projects.get_project(hub.db, pid))["deleted"]
@@ -236,3 +238,13 @@ async def test_db_touch(hub, team) -> None:
 async def test_bad_arguments_are_clear_errors(hub, team, args) -> None:
     e = await hub.error(team["owner"], "projects.state", *args)
     assert e.code == 400 and e.message
+
+
+@pytest.mark.parametrize("path", ["~/x", "~", "/x", "../x", "a/../../x"])
+async def test_paths_outside_the_home_are_refused_by_the_hub(hub, team, path) -> None:
+    e = await hub.error(
+        team["owner"],
+        "projects.writeTextFile",
+        {"project_id": team["pid"], "path": path, "content": "x"},
+    )
+    assert e.code == 400 and "inside the project's home" in e.message, e.message
