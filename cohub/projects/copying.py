@@ -9,22 +9,44 @@ With isolation the runner (root) copies with the projects' own rights: it reads 
 source project's user and writes as the target's (``isolation.as_user``, this thread only).
 A project that swaps a directory for a symlink between our check and our open then reaches
 only what its own user may, never the hub's files; and what is written belongs to the target.
+
+Only regular files, directories and symlinks are copied. Named pipes, sockets and devices are
+never opened (``paths.open_regular``: opening a pipe would block the copying thread until
+someone opened its other end): named as the source or target they are refused, inside a
+copied directory they are left out. A copy has a deadline (``deadline``, monotonic time),
+checked between files and between chunks, so a huge tree cannot hold a thread forever.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from . import paths
 from .isolation import User, as_user
 
 
+class CopyTimedOut(TimeoutError):
+    """The copy ran past its deadline; what was copied so far stays."""
+
+
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise CopyTimedOut("the copy took too long and was stopped; part of it may be copied")
+
+
 def _copy_file(
-    src: Path, dst_home: Path, dst_rel: str, reader: User | None, writer: User | None
+    src: Path,
+    dst_home: Path,
+    dst_rel: str,
+    reader: User | None,
+    writer: User | None,
+    deadline: float | None = None,
 ) -> int:
+    _check(deadline)
     with as_user(reader):
-        fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+        fd_in = paths.open_regular(src, os.O_RDONLY, "src_path")
     with os.fdopen(fd_in, "rb") as f_in:
         with as_user(writer):
             _target(dst_home, dst_rel)
@@ -34,6 +56,7 @@ def _copy_file(
             while chunk := f_in.read(1 << 20):
                 f_out.write(chunk)
                 copied += len(chunk)
+                _check(deadline)
     return copied
 
 
@@ -65,11 +88,13 @@ def copy_path(
     *,
     reader: User | None = None,
     writer: User | None = None,
+    deadline: float | None = None,
 ) -> int:
     """Copy ``src_path`` of one home to ``dst_path`` of the other (merging into an existing
     directory, replacing files), reading as ``reader`` and writing as ``writer`` (None: as
-    this process). Returns the number of bytes copied; raises PathRefused or OSError
-    (FileNotFoundError when the source does not exist)."""
+    this process), until ``deadline`` (``time.monotonic()``; CopyTimedOut after it). Returns
+    the number of bytes copied; raises PathRefused (NotRegular for a pipe, socket or device)
+    or OSError (FileNotFoundError when the source does not exist)."""
     paths.check_relative(src_path, "src_path")
     with as_user(reader):
         src_root = src_home.resolve(strict=True)
@@ -89,12 +114,13 @@ def copy_path(
         _copy_link(src, dst_home, dst_path, reader, writer)
         return 0
     if not is_dir:
-        return _copy_file(src, dst_home, dst_path, reader, writer)
+        return _copy_file(src, dst_home, dst_path, reader, writer, deadline)
     if src == dst or dst.is_relative_to(src):
         raise paths.PathRefused("cannot copy a directory into itself")
     with as_user(reader):  # the whole listing first: reading and writing are different users
         tree = []
         for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+            _check(deadline)
             if Path(dirpath) == src_root and paths.PRIVATE in dirnames:
                 dirnames.remove(paths.PRIVATE)  # copying the whole home leaves the secret behind
             links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
@@ -116,6 +142,9 @@ def copy_path(
             rel = os.path.join(target_dir, entry.name)
             if kind == "link":
                 _copy_link(entry, dst_home, rel, reader, writer)
-            else:
-                copied += _copy_file(entry, dst_home, rel, reader, writer)
+                continue
+            try:
+                copied += _copy_file(entry, dst_home, rel, reader, writer, deadline)
+            except paths.NotRegular:
+                pass  # a pipe at the source (swapped in after the listing) or the target: left out
     return copied

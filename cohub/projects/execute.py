@@ -53,6 +53,14 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
+def _nowhere_on(command: str, env: Mapping[str, str]) -> bool:
+    """True when no directory of the PATH we can search has an entry named ``command``."""
+    if "/" in command:
+        return False
+    dirs = env.get("PATH", os.defpath).split(os.pathsep)
+    return not any(os.path.lexists(os.path.join(d or ".", command)) for d in dirs)
+
+
 def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -90,7 +98,10 @@ async def run(
     except OSError as e:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
-        if isinstance(e, FileNotFoundError):
+        # a PATH directory we may not search also gives "permission denied": a command that
+        # is nowhere on the PATH is not found, whatever the lookup met on the way
+        missing = isinstance(e, PermissionError) and _nowhere_on(argv[0], env)
+        if isinstance(e, FileNotFoundError) or missing:
             raise ExecFailed(f"command not found: {argv[0][:200]!r}") from None
         if isinstance(e, PermissionError):
             raise ExecFailed(f"command is not executable: {argv[0][:200]!r}") from None

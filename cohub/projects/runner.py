@@ -37,17 +37,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import secrets
+import shutil
 import signal
+import stat
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -70,9 +75,21 @@ READY_TIMEOUT_S = 20.0
 STOP_GRACE_S = 5.0
 DEFAULT_IDLE_TIMEOUT_S = 3600.0
 LOG_FILE = ".smc/server.log"
+# Copies run in threads of their own, at most this many at once, each for at most
+# COPY_TIME_LIMIT_S (under the hub's 300 s wait, cohub.hub.lifecycle.COPY_TIMEOUT_S, so the
+# caller hears why). Other file work (preparing homes, killing a uid's processes) has its
+# own pool too: neither can use up the process's default pool, which sign-in's password
+# hashing and the database need.
+COPY_THREADS = 2
+COPY_TIME_LIMIT_S = 240.0
+FILE_THREADS = 4
+_T = TypeVar("_T")
+# The project's PATH: the system's directories, not ours (root's may list 0700 directories
+# such as /root/.pyenv, where a project's lookups would fail with "permission denied").
+PROJECT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What a project server inherits from us. Nothing else: our environment may hold the database
 # URL, SMTP and admin passwords (COHUB_*), and exec hands the server's environment on.
-_ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
+_ENV_KEPT = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
 
 
 @dataclass(eq=False)
@@ -121,6 +138,15 @@ class Runner:
         self.children: dict[str, _Child] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._copy_threads = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="project-copy")
+        self._file_threads = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="project-files")
+
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn`` in the runner's own file-work threads, never the default pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._file_threads, functools.partial(fn, *args, **kwargs)
+        )
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def recover(self) -> None:
@@ -131,7 +157,7 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.uids is not None:
             os.chmod(self.projects_dir, 0o711)  # project users reach their homes, list nothing
-            await asyncio.to_thread(self.uids.scan)
+            await self._in_thread(self.uids.scan)
         await self._reap_orphans()
 
     async def start(self) -> None:
@@ -158,6 +184,9 @@ class Runner:
             ),
             return_exceptions=True,
         )
+        # a copy still running in a thread stops at its deadline; nothing waits for it
+        self._copy_threads.shutdown(wait=False, cancel_futures=True)
+        self._file_threads.shutdown(wait=False, cancel_futures=True)
 
     def home(self, project_id: str) -> Path:
         if not is_uuid(project_id):  # the id becomes a directory name: nothing but a UUID
@@ -185,7 +214,7 @@ class Runner:
         """Kill every process of the project's user (exec's background jobs, daemons)."""
         user = self._owner(project_id)
         if user is not None:
-            killed = await asyncio.to_thread(isolation.kill_uid, user.uid)
+            killed = await self._in_thread(isolation.kill_uid, user.uid)
             if killed:
                 log.info(
                     "killed %s process(es) of project %s (uid %s)", killed, project_id, user.uid
@@ -215,30 +244,28 @@ class Runner:
     # ---- start --------------------------------------------------------------------------------
     async def start_project(self, project_id: str) -> dict[str, Any]:
         home = self.home(project_id)
-        project = await db_projects.get_project(self.db, project_id)
-        if project is None:
-            raise NotFound(f"no project with id {project_id}")
-        if project["deleted"]:
-            raise ConatError(f"project {project_id} is deleted; it cannot be started", 409)
+        await self._refuse_deleted(project_id)
         async with self._lock(project_id):
+            # again, under the lock: a delete (which stops it under this lock) may have won
+            project = await self._refuse_deleted(project_id)
             child = self.children.get(project_id)
             if child is not None and child.process.returncode is None:
                 return dict(project.get("state") or {"state": "running"})
-            token = secrets.token_urlsafe(32)
-            user = self._user(project_id)
-            # nothing of the project runs while we (root) work in its home
-            await self._kill_processes(project_id)
-            await asyncio.to_thread(self._prepare_home, home, token, user)
-            await db_projects.set_secret_token(self.db, project_id, token)
-            await db_projects.set_state(self.db, project_id, {"state": "starting"})
             try:
-                child = await self._launch(project_id, home, user)
-            except ServiceError as e:
-                await db_projects.set_secret_token(self.db, project_id, None)
-                await db_projects.set_state(
-                    self.db, project_id, {"state": STOPPED, "error": e.message}
-                )
-                raise
+                child = await self._start_locked(project_id, home)
+            except BaseException as e:
+                # whatever failed (the home, the log, the launch, a cancel), the project is
+                # not running: no token that works, and a state that lets it start again
+                message = self._public(e, home)
+                with contextlib.suppress(Exception):
+                    await db_projects.set_secret_token(self.db, project_id, None)
+                    await db_projects.set_state(
+                        self.db, project_id, {"state": STOPPED, "error": message}
+                    )
+                if isinstance(e, ConatError) or not isinstance(e, Exception):
+                    raise
+                log.exception("starting project %s failed", project_id)
+                raise ServiceError(f"the project could not start: {message}", 500) from None
             self.children[project_id] = child
             child.watcher = asyncio.ensure_future(self._watch(child))
             pid = child.process.pid
@@ -248,18 +275,70 @@ class Runner:
                 self.db, project_id, {"state": "running", "ip": "127.0.0.1", "pid": pid}
             )
 
-    def _prepare_home(self, home: Path, token: str, user: isolation.User | None) -> None:
+    async def _refuse_deleted(self, project_id: str) -> dict[str, Any]:
+        project = await db_projects.get_project(self.db, project_id)
+        if project is None:
+            raise NotFound(f"no project with id {project_id}")
+        if project["deleted"]:
+            raise ConatError(f"project {project_id} is deleted; it cannot be started", 409)
+        return project
+
+    async def _start_locked(self, project_id: str, home: Path) -> _Child:
+        token = secrets.token_urlsafe(32)
+        user = self._user(project_id)
+        # nothing of the project runs while we (root) work in its home
+        await self._kill_processes(project_id)
+        log_fd = await self._in_thread(self._prepare_home, home, token, user)
+        try:
+            await db_projects.set_secret_token(self.db, project_id, token)
+            await db_projects.set_state(self.db, project_id, {"state": "starting"})
+            return await self._launch(project_id, home, user, log_fd)
+        finally:
+            os.close(log_fd)  # the server has its own copy (its stderr)
+
+    def _public(self, error: BaseException, home: Path) -> str:
+        """What to tell users about a failure: never a path of this host."""
+        if isinstance(error, ConatError):
+            text = error.message
+        elif isinstance(error, OSError) and error.strerror:
+            text = error.strerror
+            if error.filename:
+                text += f": {self._scrub(str(error.filename), home)}"
+        elif isinstance(error, Exception):
+            text = str(error) or type(error).__name__
+        else:
+            text = "the start was interrupted"
+        return self._scrub(text, home)
+
+    def _scrub(self, text: str, home: Path) -> str:
+        """``text`` with the host's paths replaced: the home by ``~``, the rest by a name."""
+        for path, name in (
+            (str(home), "~"),
+            (str(self.projects_dir), "<projects>"),
+            (str(self.run_dir), "<run>"),
+            (str(Path(__file__).resolve().parent.parent), "<cohub>"),
+            (sys.prefix, "<python>"),
+            (sys.base_prefix, "<python>"),
+        ):
+            text = text.replace(path, name)
+        return text
+
+    def _prepare_home(self, home: Path, token: str, user: isolation.User | None) -> int:
+        """Make the home and its ``.smc`` (the runner's files: whatever the project put at
+        their names is replaced, never followed), write the secret token; the server log,
+        opened for the server to write (a descriptor: the caller closes it)."""
         if user is None:
             home.mkdir(mode=0o700, exist_ok=True)
         else:
             isolation.own_home(home, user)
         private = home / paths.PRIVATE
-        if private.is_symlink() or private.is_file():  # the project may have put a link here
-            private.unlink()
+        if private.is_symlink() or (private.exists() and not private.is_dir()):
+            private.unlink()  # the project may have put a link or a file here
         private.mkdir(mode=0o700, exist_ok=True)
         if user is not None:
             os.chown(private, user.uid, user.gid, follow_symlinks=False)
         secret = home / SECRET_FILE
+        _remove(secret)  # a directory there would stop the replace below
         tmp = private / f".secret_token.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -267,47 +346,57 @@ class Runner:
                 os.fchown(f.fileno(), user.uid, user.gid)
             f.write(token)
         tmp.replace(secret)  # replaces a link at that name, never follows it
+        # A new log each start, made by us: the project owns .smc and may have put a link,
+        # a pipe or a directory at this name. Not following, not opening what was there.
+        log_path = home / LOG_FILE
+        _remove(log_path)
+        log_fd = os.open(
+            log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND, 0o600
+        )
+        try:
+            if user is not None:
+                os.fchown(log_fd, user.uid, user.gid)
+        except BaseException:
+            os.close(log_fd)
+            raise
+        return log_fd
 
-    async def _launch(self, project_id: str, home: Path, user: isolation.User | None) -> _Child:
+    async def _launch(
+        self, project_id: str, home: Path, user: isolation.User | None, log_fd: int
+    ) -> _Child:
         env = {k: os.environ[k] for k in _ENV_KEPT if k in os.environ}
+        env["PATH"] = PROJECT_PATH
         env["HOME"] = str(home)
         as_user: list[str] = []
         if user is not None:
             as_user = ["--uid", str(user.uid), "--gid", str(user.gid)]
             env["USER"] = env["LOGNAME"] = "user"  # not root's name
-        # O_NOFOLLOW: the project owns its home and may have put a link where the log goes
-        log_fd = os.open(
-            home / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",  # isolated: neither the home nor PYTHON* variables reach sys.path
+            "-m",
+            "cohub.projects.server",
+            "--project-id",
+            project_id,
+            "--home",
+            str(home),
+            "--conat-url",
+            self.conat_url,
+            "--base-path",
+            self.base_path,
+            "--parent-pid",
+            str(os.getpid()),
+            "--log-level",
+            self.log_level,
+            *as_user,
+            # not the home: the server starts as root and changes to it once it is the user
+            cwd="/" if user is not None else home,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log_fd,
+            start_new_session=True,  # its own group: a signal to us does not reach it
         )
-        if user is not None:
-            os.fchown(log_fd, user.uid, user.gid)
-        with os.fdopen(log_fd, "ab") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",  # isolated: neither the home nor PYTHON* variables reach sys.path
-                "-m",
-                "cohub.projects.server",
-                "--project-id",
-                project_id,
-                "--home",
-                str(home),
-                "--conat-url",
-                self.conat_url,
-                "--base-path",
-                self.base_path,
-                "--parent-pid",
-                str(os.getpid()),
-                "--log-level",
-                self.log_level,
-                *as_user,
-                # not the home: the server starts as root and changes to it once it is the user
-                cwd="/" if user is not None else home,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-                start_new_session=True,  # its own group: a signal to us does not reach it
-            )
         self._pid_file(project_id).write_text(f"{process.pid}\n")
         child = _Child(project_id, process)
         assert process.stdout is not None
@@ -328,7 +417,8 @@ class Runner:
             if line == b""
             else f"did not report ready within {READY_TIMEOUT_S:g} s"
         )
-        raise ServiceError(f"the project server {why}; its log ends: {_tail(home / LOG_FILE)}", 500)
+        tail = self._scrub(_tail(home / LOG_FILE), home)
+        raise ServiceError(f"the project server {why}; its log ends: {tail}", 500)
 
     # ---- stop and watch -----------------------------------------------------------------------
     async def _terminate(self, child: _Child, grace: float = STOP_GRACE_S) -> None:
@@ -417,7 +507,7 @@ class Runner:
 
     async def _reap_orphans(self) -> None:
         """Reset the projects a previous runner left running: their servers are gone."""
-        for project_id in await asyncio.to_thread(self._kill_orphans):
+        for project_id in await self._in_thread(self._kill_orphans):
             if is_uuid(project_id):
                 with contextlib.suppress(ConatError, NoSuchRow):
                     await self.stop_project(project_id, reason="the project runner restarted")
@@ -468,18 +558,26 @@ class Runner:
                 if writer is None:
                     target_home.mkdir(mode=0o700, exist_ok=True)
                 elif self.children.get(target_id) is None:
-                    await asyncio.to_thread(isolation.own_home, target_home, writer)
+                    await self._in_thread(isolation.own_home, target_home, writer)
                 if reader is not None and self.children.get(src_id) is None:
-                    await asyncio.to_thread(isolation.own_home, src_home, reader)
-            copied = await asyncio.to_thread(
-                copying.copy_path,
-                src_home,
-                src_path,
-                target_home,
-                target_path,
-                reader=reader,
-                writer=writer,
+                    await self._in_thread(isolation.own_home, src_home, reader)
+            # the deadline counts from the request: waiting for a free copy thread is in it
+            deadline = time.monotonic() + COPY_TIME_LIMIT_S
+            copied = await asyncio.get_running_loop().run_in_executor(
+                self._copy_threads,
+                functools.partial(
+                    copying.copy_path,
+                    src_home,
+                    src_path,
+                    target_home,
+                    target_path,
+                    reader=reader,
+                    writer=writer,
+                    deadline=deadline,
+                ),
             )
+        except copying.CopyTimedOut as e:
+            raise ServiceError(str(e), 504) from None
         except paths.PathRefused as e:
             raise BadRequest(str(e)) from None
         except FileNotFoundError as e:
@@ -500,9 +598,23 @@ async def _set_status(db: Database, project_id: str, status: dict[str, Any]) -> 
         )
 
 
-def _tail(path: Path, limit: int = 800) -> str:
+def _remove(path: Path) -> None:
+    """Whatever is at ``path`` gone (a file, a link, a pipe, a directory tree), never
+    following a link."""
     try:
-        text = path.read_text(errors="replace")
-    except OSError:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)  # does not follow links inside either
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _tail(path: Path, limit: int = 800) -> str:
+    try:  # as the project may have left it: no link followed, no pipe waited on
+        with os.fdopen(paths.open_regular(path, os.O_RDONLY), "rb") as f:
+            text = f.read().decode(errors="replace")
+    except (OSError, paths.PathRefused):
         return "(no log)"
     return text[-limit:].strip() or "(empty)"

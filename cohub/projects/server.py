@@ -216,8 +216,7 @@ class ProjectApi:
             f.write(data)
 
     def read_text_file(self, opts: dict[str, Any]) -> str:
-        target = paths.inside(self.home, opts.get("path"))
-        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = paths.open_for_read(self.home, opts.get("path"))
         with os.fdopen(fd, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
