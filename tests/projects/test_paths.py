@@ -4,6 +4,9 @@ between two homes that stay inside both."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,59 @@ def test_copy_into_itself_and_missing_source(home: Path) -> None:
         copying.copy_path(home, "sub", home, "sub/inner")
     with pytest.raises(FileNotFoundError):
         copying.copy_path(home, "nope", home, "x")
+
+
+def _promptly(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` in a daemon thread, failing (not hanging) if it blocks: opening a named
+    pipe for real would wait for its other end forever."""
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(fn(*args, **kwargs))
+        except BaseException as e:  # handed to the test below
+            result.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), f"{fn.__name__} blocked"
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+def test_pipes_and_sockets_are_never_opened(home: Path, target: Path) -> None:
+    os.mkfifo(home / "sub" / "pipe")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(home / "sub" / "sock"))
+    try:
+        with pytest.raises(paths.NotRegular, match="'src_path' is a named pipe"):
+            _promptly(copying.copy_path, home, "sub/pipe", target, "p")
+        with pytest.raises(paths.NotRegular, match="'src_path' is a socket"):
+            _promptly(copying.copy_path, home, "sub/sock", target, "s")
+        with pytest.raises(paths.NotRegular, match="named pipe"):
+            _promptly(paths.open_for_read, home, "sub/pipe")
+        # in a tree they are left out, the rest copied
+        assert _promptly(copying.copy_path, home, "sub", target, "tree") == 2
+        assert sorted(p.name for p in (target / "tree").iterdir()) == ["f.txt"]
+        # a pipe at the target: refused, even while someone reads its other end (then
+        # opening it would succeed at once and the write go into the pipe)
+        os.mkfifo(target / "tpipe")
+        reader = os.open(target / "tpipe", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            with pytest.raises(paths.NotRegular, match="'target_path' is a named pipe"):
+                _promptly(copying.copy_path, home, "sub/f.txt", target, "tpipe")
+            with pytest.raises(paths.NotRegular, match="named pipe"):
+                _promptly(paths.open_for_write, target, "tpipe")
+            assert os.read(reader, 10) == b""
+        finally:
+            os.close(reader)
+    finally:
+        listener.close()
+
+
+def test_a_copy_stops_at_its_deadline(home: Path, target: Path) -> None:
+    with pytest.raises(copying.CopyTimedOut):
+        copying.copy_path(home, "sub", target, "late", deadline=time.monotonic() - 1)
+    assert copying.copy_path(home, "sub", target, "ok", deadline=time.monotonic() + 60) == 2
