@@ -121,7 +121,9 @@ def serve(settings: config.Settings, selected: list[str]) -> int:
     roles = [BUILT[name](ctx) for name in names]
     if "hub-conat-api" in names and settings.project_runner == "local":
         try:
-            roles.append(runner_role.role(ctx))  # the API's start/stop ask it over Conat
+            # first: its start resets what a crashed runner left "running" before any other
+            # role looks (hub-stats' first snapshot); the API's start/stop ask it over Conat
+            roles.insert(0, runner_role.role(ctx))
         except runner_role.CannotIsolate as e:
             print(f"cohub: cannot start: {e}", file=sys.stderr)
             return 1
