@@ -32,13 +32,15 @@ Every option also reads COHUB_<NAME> from the environment or a TOML file (--conf
 
 RoleFactory = Callable[[RoleContext], Role]
 
-# Order matters: the router wraps the app, and the API connects to it once it listens.
+# Order matters: the router wraps the app, and the API connects to it once it listens; roles
+# start in this order, and hub-stats goes last so its first snapshot sees the hub API's row in
+# hub_servers.
 BUILT: dict[str, RoleFactory] = {
     "hub-conat-router": router_role.role,
     "hub-next": next_role.role,
-    "hub-stats": stats_role.role,
     "hub-conat-api": api_role.role,
     "hub-conat-persist": persist_role.role,
+    "hub-stats": stats_role.role,
 }
 
 

@@ -45,6 +45,9 @@ def test_stats_serves_the_newest_row(server: Server) -> None:
     assert data is not None  # computed at start
     assert {"accounts", "projects", "time"} <= data.keys()
     assert isinstance(data["accounts"], int)
+    # the snapshot taken at start already lists this process's hub API (interval 300 s: the
+    # row served here is that first one)
+    assert any(h.get("port") == server.port for h in data["hub_servers"]), data["hub_servers"]
 
 
 def test_unknown_paths_are_json_404(server: Server) -> None:
