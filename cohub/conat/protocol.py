@@ -84,6 +84,10 @@ def project_api_subject(project_id: str, compute_server_id: str = "-") -> str:
     return f"project.{project_id}.{compute_server_id}.api.-"
 
 
+# The project runner's service (start, stop, copy); its first token gives accounts and
+# projects no permission, so only hubs reach it.
+PROJECT_RUNNER_SUBJECT: Final = "project-runner.api"
+
 PROJECT_EXEC_TIMEOUT_DEFAULT_S: Final = 10
 PROJECT_EXEC_TIMEOUT_MAX_S: Final = 3600
 PROJECT_EXEC_OUTPUT_DEFAULT: Final = 1_000_000

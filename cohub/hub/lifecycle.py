@@ -30,7 +30,6 @@ from .context import (
     uuid_option,
 )
 
-RUNNER_SUBJECT = "project-runner.api"  # cohub.projects.runner.SUBJECT (a test keeps them equal)
 NO_RUNNER = "no project runner answers in this cohub deployment, so projects cannot run"
 START_TIMEOUT_S = 30  # the runner waits up to 20 s for a project server to report ready
 STOP_TIMEOUT_S = 15  # SIGTERM, then SIGKILL after 5 s
@@ -38,14 +37,6 @@ COPY_TIMEOUT_S = 300
 RUNNER_WAIT_S = 5.0
 STOPPED = "opened"  # the reference's name for "exists, not running"
 ACTIVE = ("starting", "running", "stopping")
-MAX_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_MAX_S
-DEFAULT_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_DEFAULT_S
-MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_MAX
-DEFAULT_MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_DEFAULT
-MAX_FILE_BYTES = P.PROJECT_FILE_MAX_BYTES
-
-
-project_api_subject = P.project_api_subject
 
 
 async def _project_row(ctx: Context, project_id: str) -> dict[str, Any]:
@@ -70,7 +61,9 @@ async def _call_runner(ctx: Context, name: str, opts: dict[str, Any], timeout: f
     try:
         while True:
             try:
-                reply = await ctx.request(RUNNER_SUBJECT, {"name": name, "args": [opts]}, timeout)
+                reply = await ctx.request(
+                    P.PROJECT_RUNNER_SUBJECT, {"name": name, "args": [opts]}, timeout
+                )
                 break
             except NoSubscribers:
                 if time.monotonic() >= deadline:
@@ -80,13 +73,18 @@ async def _call_runner(ctx: Context, name: str, opts: dict[str, Any], timeout: f
         raise
     except ConatError as e:
         raise ApiError(f"the project runner did not answer: {e.message}", 504) from None
+    _raise_refusal(reply, "")
+    return reply
+
+
+def _raise_refusal(reply: Any, prefix: str) -> None:
+    """ApiError for an ``{error, code}`` reply of the runner or a project server: their 4xx
+    (a bad path, no such file, a deleted project) are the caller's to fix and pass through;
+    anything else is the upstream failing, which to the caller is a 502."""
     if isinstance(reply, dict) and "error" in reply:
         code = reply.get("code")
-        # its 4xx are the caller's to fix (bad path, no such file, deleted project); anything
-        # else is the runner failing, which to the caller is a failed upstream: 502
         status = code if isinstance(code, int) and 400 <= code < 500 else 502
-        raise ApiError(str(reply["error"]), status)
-    return reply
+        raise ApiError(f"{prefix}{reply['error']}", status)
 
 
 async def start(ctx: Context, *args: Any) -> dict[str, Any]:
@@ -179,7 +177,7 @@ def _relative_path(opts: dict[str, Any], name: str, *, required: bool = True) ->
 
 
 async def _call_project(ctx: Context, project_id: str, name: str, arg: Any, timeout: float) -> Any:
-    subject = project_api_subject(project_id)
+    subject = P.project_api_subject(project_id)
     try:
         reply = await ctx.request(subject, {"name": name, "args": [arg]}, timeout)
     except NoSubscribers:
@@ -190,12 +188,7 @@ async def _call_project(ctx: Context, project_id: str, name: str, arg: Any, time
         ) from None
     except ConatError as e:
         raise ApiError(f"the project did not answer: {e.message}", 504) from None
-    if isinstance(reply, dict) and "error" in reply:
-        code = reply.get("code")
-        # its 4xx (a path outside the home, not a directory, ...) are the caller's to fix;
-        # anything else (the command failed, the server broke) is a failed upstream: 502
-        status = code if isinstance(code, int) and 400 <= code < 500 else 502
-        raise ApiError(f"the project refused: {reply['error']}", status)
+    _raise_refusal(reply, "the project refused: ")
     return reply
 
 
@@ -213,10 +206,18 @@ async def exec_command(ctx: Context, *args: Any) -> Any:
     if len(cmd_args) > 1000 or sum(len(a) for a in cmd_args) > 100_000:
         raise ApiError("'args' is too long (at most 1000 arguments, 100000 characters)")
     timeout = int_option(
-        opts, "timeout", default=DEFAULT_EXEC_TIMEOUT_S, minimum=1, maximum=MAX_EXEC_TIMEOUT_S
+        opts,
+        "timeout",
+        default=P.PROJECT_EXEC_TIMEOUT_DEFAULT_S,
+        minimum=1,
+        maximum=P.PROJECT_EXEC_TIMEOUT_MAX_S,
     )
     max_output = int_option(
-        opts, "max_output", default=DEFAULT_MAX_OUTPUT, minimum=1, maximum=MAX_OUTPUT
+        opts,
+        "max_output",
+        default=P.PROJECT_EXEC_OUTPUT_DEFAULT,
+        minimum=1,
+        maximum=P.PROJECT_EXEC_OUTPUT_MAX,
     )
     path = _relative_path(opts, "path", required=False)
     bash = bool_option(opts, "bash")
@@ -243,8 +244,8 @@ async def write_text_file(ctx: Context, *args: Any) -> None:
     content = opts.get("content")
     if not isinstance(content, str):
         raise ApiError("'content' must be a string (the text of the file)")
-    if len(content.encode()) > MAX_FILE_BYTES:
-        raise ApiError(f"'content' is larger than {MAX_FILE_BYTES} bytes")
+    if len(content.encode()) > P.PROJECT_FILE_MAX_BYTES:
+        raise ApiError(f"'content' is larger than {P.PROJECT_FILE_MAX_BYTES} bytes")
     await require_project(ctx, project_id, "write")
     await _call_project(
         ctx,

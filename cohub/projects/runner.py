@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from ..conat import protocol as P
 from ..conat.client import Client
 from ..conat.codec import Message
 from ..conat.errors import BadRequest, ConatError, NotFound, ServiceError
@@ -65,11 +66,10 @@ from ..db.errors import NotFound as NoSuchRow
 from ..db.models import projects as projects_table
 from ..ids import is_uuid
 from . import copying, isolation, paths
-from .server import SECRET_FILE, api_subject
+from .server import SECRET_FILE
 
 log = logging.getLogger("cohub.projects.runner")
 
-SUBJECT = "project-runner.api"
 STOPPED = "opened"  # the reference's name for "exists, not running"
 READY_TIMEOUT_S = 20.0
 STOP_GRACE_S = 5.0
@@ -162,11 +162,11 @@ class Runner:
 
     async def start(self) -> None:
         """Serve the runner subject (the client must be connected) and watch for idlers."""
-        self._tasks.append(await self.nc.service(SUBJECT, self.handle))
+        self._tasks.append(await self.nc.service(P.PROJECT_RUNNER_SUBJECT, self.handle))
         self._tasks.append(asyncio.ensure_future(self._sweep_idle()))
         log.info(
             "project runner serving %s; homes under %s; %s",
-            SUBJECT,
+            P.PROJECT_RUNNER_SUBJECT,
             self.projects_dir,
             "each project runs as a user of its own"
             if self.uids is not None
@@ -534,7 +534,9 @@ class Runner:
         if project is not None and project.get("last_edited") is not None:
             last = max(last, project["last_edited"].timestamp())
         try:
-            reply = await self.nc.call(api_subject(child.project_id), "system.activity", timeout=5)
+            reply = await self.nc.call(
+                P.project_api_subject(child.project_id), "system.activity", timeout=5
+            )
             if reply.get("running"):
                 return False  # a command still runs: that is activity
             last = max(last, float(reply["last_active"]))

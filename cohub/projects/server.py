@@ -57,16 +57,8 @@ from . import execute, isolation, paths
 log = logging.getLogger("cohub.projects.server")
 
 SECRET_FILE = ".smc/secret_token"
-MAX_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_MAX_S
-DEFAULT_EXEC_TIMEOUT_S = P.PROJECT_EXEC_TIMEOUT_DEFAULT_S
-MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_MAX
-DEFAULT_MAX_OUTPUT = P.PROJECT_EXEC_OUTPUT_DEFAULT
-MAX_FILE_BYTES = P.PROJECT_FILE_MAX_BYTES
 MAX_LISTING = 10_000
 MAX_ARGS = 1000
-
-
-api_subject = P.project_api_subject
 
 
 def _opts(args: Any) -> dict[str, Any]:
@@ -181,8 +173,12 @@ class ProjectApi:
             or not all(isinstance(a, str) and "\x00" not in a for a in args)
         ):
             raise BadRequest(f"'args' must be a list of at most {MAX_ARGS} strings")
-        timeout = _number(opts, "timeout", DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S)
-        max_output = _number(opts, "max_output", DEFAULT_MAX_OUTPUT, MAX_OUTPUT)
+        timeout = _number(
+            opts, "timeout", P.PROJECT_EXEC_TIMEOUT_DEFAULT_S, P.PROJECT_EXEC_TIMEOUT_MAX_S
+        )
+        max_output = _number(
+            opts, "max_output", P.PROJECT_EXEC_OUTPUT_DEFAULT, P.PROJECT_EXEC_OUTPUT_MAX
+        )
         bash = _flag(opts, "bash", False)
         err_on_exit = _flag(opts, "err_on_exit", True)
         cwd = await asyncio.to_thread(self._workdir, opts.get("path"))
@@ -209,8 +205,8 @@ class ProjectApi:
         if not isinstance(content, str):
             raise BadRequest("'content' must be a string (the text of the file)")
         data = content.encode(errors="surrogatepass")
-        if len(data) > MAX_FILE_BYTES:
-            raise BadRequest(f"'content' is larger than {MAX_FILE_BYTES} bytes")
+        if len(data) > P.PROJECT_FILE_MAX_BYTES:
+            raise BadRequest(f"'content' is larger than {P.PROJECT_FILE_MAX_BYTES} bytes")
         fd = paths.open_for_write(self.home, opts.get("path"))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -218,9 +214,9 @@ class ProjectApi:
     def read_text_file(self, opts: dict[str, Any]) -> str:
         fd = paths.open_for_read(self.home, opts.get("path"))
         with os.fdopen(fd, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise BadRequest(f"the file is larger than {MAX_FILE_BYTES} bytes")
+            data = f.read(P.PROJECT_FILE_MAX_BYTES + 1)
+        if len(data) > P.PROJECT_FILE_MAX_BYTES:
+            raise BadRequest(f"the file is larger than {P.PROJECT_FILE_MAX_BYTES} bytes")
         try:
             return data.decode()
         except UnicodeDecodeError:
@@ -286,10 +282,10 @@ async def serve(project_id: str, home: Path, url: str, base_path: str, parent: i
         if identity is None or identity.kind != "project" or identity.id != project_id:
             log.error("signed in as %s, not as project %s", identity, project_id)
             return 3
-        service = await nc.service(api_subject(project_id), api.handle)
-        ready = {"ready": True, "pid": os.getpid(), "subject": api_subject(project_id)}
+        service = await nc.service(P.project_api_subject(project_id), api.handle)
+        ready = {"ready": True, "pid": os.getpid(), "subject": P.project_api_subject(project_id)}
         print(json.dumps(ready), flush=True)
-        log.info("project %s serving %s", project_id, api_subject(project_id))
+        log.info("project %s serving %s", project_id, P.project_api_subject(project_id))
         while not stop.is_set() and os.getppid() == parent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)

@@ -9,6 +9,7 @@ import asyncio
 import httpx
 import pytest
 
+from cohub.conat import protocol as P
 from cohub.conat.errors import ConatError
 from cohub.projects import isolation
 from cohub.projects import runner as project_runner
@@ -110,7 +111,7 @@ async def test_a_deleted_project_stops_and_cannot_start(server: Server, hub_for,
     # the runner itself refuses too (a hub that skipped its own check)
     api = await connect(server, {"hub_password": server.hub_password})
     with pytest.raises(ConatError) as refused:
-        await api.call(project_runner.SUBJECT, "start", {"project_id": pid}, timeout=30)
+        await api.call(P.PROJECT_RUNNER_SUBJECT, "start", {"project_id": pid}, timeout=30)
     assert refused.value.code == 409
 
 
