@@ -301,22 +301,21 @@ class WebSocket(asyncio.Protocol):
             return
         code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
         reason = payload[2:].decode(errors="replace")
-        if not self._close_sent:  # echo the close (RFC 6455 5.5.1), then hang up
-            self._close_sent = True
-            self._queue_frame(_OP_CLOSE, payload[:2])
         detail = f"{code}: {reason}" if reason else str(code)
-        self._closed = WebSocketClosed(f"closed by the server ({detail})", code)
-        self._flush()
-        if self._transport is not None:
-            self._transport.close()
-        self._wake()
+        # echo the close (RFC 6455 5.5.1), then hang up
+        self._hang_up(WebSocketClosed(f"closed by the server ({detail})", code), payload[:2])
 
     def _fail(self, code: int, problem: str) -> None:
         """A protocol violation by the server: close with ``code`` and stop reading."""
-        self._closed = WebSocketClosed(f"protocol error from the server: {problem}", code)
+        closed = WebSocketClosed(f"protocol error from the server: {problem}", code)
+        self._hang_up(closed, struct.pack("!H", code))
+
+    def _hang_up(self, closed: WebSocketClosed, close_payload: bytes) -> None:
+        """End the connection now: our close frame (unless sent already) goes out first."""
+        self._closed = closed
         if not self._close_sent:
             self._close_sent = True
-            self._queue_frame(_OP_CLOSE, struct.pack("!H", code))
+            self._queue_frame(_OP_CLOSE, close_payload)
         self._flush()
         if self._transport is not None:
             self._transport.close()
